@@ -1,0 +1,3 @@
+"""SeisLens: cross-modal retrieval for seismology."""
+
+__version__ = "0.1.0"
