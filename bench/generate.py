@@ -1,0 +1,93 @@
+"""Generator speed against bare deepwave calls on the same models and settings.
+
+    python bench/generate.py --count 200 --workers 2
+
+Prints samples/s for (a) `generate_velocity_dataset` (models, deepwave, descriptors,
+atomic shard writes, manifest) and (b) bare `deepwave.scalar` calls on the same models in
+the same number of one-thread worker processes, and the generator's overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from seislens.training.forward import ForwardConfig, ricker, source_columns
+from seislens.training.velocity_families import velocity_models
+from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+
+
+def _init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _bare(v: np.ndarray) -> float:
+    """One bare deepwave call with the generator's settings; returns a checksum."""
+    import deepwave
+    import torch
+
+    cfg = ForwardConfig()
+    src = torch.zeros(5, 1, 2, dtype=torch.long)
+    src[:, 0, 0] = 1
+    src[:, 0, 1] = torch.from_numpy(source_columns(5, 70))
+    rec = torch.zeros(5, 70, 2, dtype=torch.long)
+    rec[:, :, 0] = 1
+    rec[:, :, 1] = torch.arange(70)
+    amp = torch.from_numpy(ricker(cfg.freq, cfg.nt, cfg.dt)).reshape(1, 1, -1).repeat(5, 1, 1)
+    out = deepwave.scalar(
+        torch.from_numpy(v),
+        cfg.dx,
+        cfg.dt,
+        source_amplitudes=amp,
+        source_locations=src,
+        receiver_locations=rec,
+        pml_width=cfg.pml_width,
+        pml_freq=cfg.freq,
+        max_vel=cfg.max_vel,
+        courant_number=cfg.courant_number,
+    )
+    return float(out.receiver_amplitudes.abs().sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--family", default="curvefault-b")
+    args = parser.parse_args()
+
+    models = velocity_models(args.family, 0, 0, args.count)
+    with mp.get_context("spawn").Pool(args.workers, _init) as pool:
+        pool.map(_bare, models[: args.workers])  # warm-up: imports in every worker
+        t0 = time.perf_counter()
+        pool.map(_bare, models, chunksize=10)
+        bare = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = VelocityGenConfig(family=args.family, count=args.count, seed=0, workers=args.workers)
+        t0 = time.perf_counter()
+        manifest = generate_velocity_dataset(Path(tmp) / "ds", cfg, progress=False)
+        total = time.perf_counter() - t0
+        loop = manifest["last_run"]["seconds"]
+
+    print("| what | samples | workers | seconds | samples/s |")
+    print("|---|---|---|---|---|")
+    rows = [
+        ("bare deepwave.scalar", bare),
+        ("generator (incl. pool start-up)", total),
+        ("generator (after start-up)", loop),
+    ]
+    for name, sec in rows:
+        print(f"| {name} | {args.count} | {args.workers} | {sec:.1f} | {args.count / sec:.1f} |")
+    overhead = 100 * (loop / bare - 1)
+    print(f"\ngenerator overhead over bare deepwave (after start-up): {overhead:.1f} %")
+
+
+if __name__ == "__main__":
+    main()
