@@ -17,6 +17,14 @@ import typer
 app = typer.Typer(help="SeisLens: cross-modal retrieval for seismology.", no_args_is_help=True)
 data_app = typer.Typer(help="Generate and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(help="Train encoders.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluate a bundle on a dataset.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+index_app = typer.Typer(help="Build library indexes inside a bundle.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+bundle_app = typer.Typer(help="Build whole bundles.", no_args_is_help=True)
+app.add_typer(bundle_app, name="bundle")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,6 +104,116 @@ def data_show(
     gather, model, desc = ds[index]
     draw_sample(gather, model, out, desc, title=f"{ds.family} sample {index}")
     typer.echo(f"wrote {out}")
+
+
+@train_app.command("velocity")
+@user_errors
+def train_velocity_cmd(
+    config: Annotated[str, typer.Option(help="TOML/YAML file, or a preset: tiny, default")],
+    run: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics)")] = Path(
+        "runs/velocity"
+    ),
+    data: Annotated[
+        list[Path] | None, typer.Option(help="training folders (override the config's)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="override optim.epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+) -> None:
+    """Train the velocity-branch encoders (resumes an interrupted run)."""
+    from seislens.training.velocity_config import load_config
+    from seislens.training.velocity_train import train_velocity
+
+    overrides: dict[str, Any] = {}
+    if data:
+        overrides["data"] = {"train": [str(d) for d in data]}
+    optim = {k: v for k, v in {"epochs": epochs, "max_steps": max_steps}.items() if v}
+    if optim:
+        overrides["optim"] = optim
+    cfg = load_config(config, overrides)
+    last = train_velocity(cfg, run)
+    typer.echo(f"run {run}: {last}")
+
+
+@app.command("export")
+@user_errors
+def export_cmd(
+    run: Annotated[Path, typer.Option(help="a training run folder")],
+    out: Annotated[Path, typer.Option(help="the bundle folder to write")],
+    tolerance: Annotated[float, typer.Option(help="max |onnx - torch| allowed")] = 1e-4,
+) -> None:
+    """Export a run's encoders to ONNX (checked against torch) into a bundle."""
+    from seislens.training.export import export_velocity_bundle
+
+    manifest = export_velocity_bundle(run, out, tolerance)
+    parity = {
+        k: f"{v['max_abs_diff']:.1e} on {v['provider']}"
+        for k, v in manifest["velocity"]["parity"].items()
+    }
+    typer.echo(f"wrote {out}; onnxruntime vs torch: {parity}")
+
+
+@index_app.command("build")
+@user_errors
+def index_build_cmd(
+    bundle: Annotated[Path, typer.Option(help="the bundle folder")],
+    library: Annotated[list[Path], typer.Option(help="folders of velocity models (repeat)")],
+    add: Annotated[bool, typer.Option(help="append to the existing index")] = False,
+    kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq")] = "flat",
+    max_per_folder: Annotated[int | None, typer.Option(help="cap models per folder")] = None,
+) -> None:
+    """Embed a library of velocity models into the bundle's index (atomic swap)."""
+    from seislens.index.library import build_velocity_index
+    from seislens.index.vector_index import VectorIndexConfig
+
+    entry = build_velocity_index(
+        bundle, library, VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder
+    )
+    typer.echo(f"{bundle}: velocity index {entry['path']} with {entry['count']} models")
+
+
+@eval_app.command("velocity")
+@user_errors
+def eval_velocity_cmd(
+    bundle: Annotated[Path, typer.Option(help="the bundle folder")],
+    data: Annotated[list[Path], typer.Option(help="OpenFWI folder(s) to evaluate on")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Closed- and open-set metrics of a bundle on OpenFWI-format data."""
+    import json
+
+    from seislens.training.velocity_eval import evaluate_velocity
+
+    result = evaluate_velocity(bundle, data, progress=not json_out)
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(json.dumps(result, indent=2))
+
+
+@bundle_app.command("build")
+@user_errors
+def bundle_build_cmd(
+    preset: Annotated[str, typer.Option(help="a preset name (default) or a TOML file")],
+) -> None:
+    """Generate data, train, export, index and evaluate a whole bundle (resumable)."""
+    import json
+
+    from seislens.training.bundle_build import build_bundle, load_preset
+
+    result = build_bundle(load_preset(preset))
+    typer.echo(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "gallery_size",
+                    "seismic_to_velocity",
+                    "velocity_to_descriptor",
+                    "descriptor_mre",
+                )
+            }
+        )
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,117 @@
+"""ONNX Runtime embedders (no torch): what the service and the evaluation run.
+
+An :class:`OnnxEncoder` wraps one exported encoder; :class:`VelocityEmbedder` applies
+the bundle's NumPy preprocessing and then the three velocity-branch encoders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from seislens.models.velocity_preprocess import (
+    Preprocessing,
+    descriptor_features,
+    gather_features,
+    velocity_features,
+)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def choose_providers(prefer_gpu: bool = True) -> list[str]:
+    """CUDA first when onnxruntime offers it (and it is wanted), CPU always last."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = []
+    if prefer_gpu and "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxEncoder:
+    """One ONNX encoder: (B, ...) float32 inputs → (B, D) L2-normalised embeddings.
+
+    Args:
+        path: the .onnx file.
+        providers: execution providers in order of preference (see choose_providers).
+        threads: intra-op threads (0 lets onnxruntime decide).
+    """
+
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(self.path), opts, providers=providers or choose_providers()
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = self.session.get_inputs()[0].shape
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that really runs this session."""
+        return self.session.get_providers()[0]
+
+    def __call__(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        outs = [
+            self.session.run(None, {self.input_name: x[s : s + batch]})[0]
+            for s in range(0, len(x), batch)
+        ]
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+class VelocityEmbedder:
+    """The velocity branch of a bundle: preprocessing + three ONNX encoders.
+
+    Args:
+        root: the bundle directory.
+        section: the manifest's ``velocity`` section (encoder files, preprocessing).
+        providers: execution providers; threads: intra-op threads per session.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        section: dict[str, Any],
+        providers: list[str] | None = None,
+        threads: int = 0,
+    ):
+        self.pre = Preprocessing.model_validate(section["preprocessing"])
+        enc = section["encoders"]
+        self.seismic = OnnxEncoder(root / enc["seismic"]["file"], providers, threads)
+        self.velocity = OnnxEncoder(root / enc["velocity"]["file"], providers, threads)
+        self.descriptor = OnnxEncoder(root / enc["descriptor"]["file"], providers, threads)
+        self.embed_dim = int(section["embed_dim"])
+
+    @property
+    def provider(self) -> str:
+        return self.seismic.provider
+
+    def embed_gathers(self, gathers: np.ndarray) -> np.ndarray:
+        """Raw (N, 5, 1000, 70) gathers (any scale or polarity) → (N, D)."""
+        return self.seismic(gather_features(gathers, self.pre.gather))
+
+    def embed_models(self, models: np.ndarray) -> np.ndarray:
+        """(N, 70, 70) velocity models in m/s → (N, D)."""
+        return self.velocity(velocity_features(models, self.pre.velocity))
+
+    def embed_descriptors(self, desc: np.ndarray) -> np.ndarray:
+        """(N, 9) physical descriptors → (N, D)."""
+        return self.descriptor(descriptor_features(desc, self.pre.descriptors))

@@ -1,0 +1,125 @@
+"""The tiny end-to-end case: train, export, reload ONNX, parity, self-retrieval."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from seislens.index.bundle import read_manifest
+from seislens.models.embedders import VelocityEmbedder
+from seislens.training.openfwi import OpenFWIDataset
+from seislens.training.velocity_config import load_config
+from seislens.training.velocity_data import expand_folders
+from seislens.training.velocity_train import CHECKPOINT, load_run, train_velocity
+
+
+def test_run_writes_checkpoint_and_metrics(tiny_run):
+    assert (tiny_run / CHECKPOINT).exists()
+    lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(x)["epoch"] for x in lines]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) == 30
+    first, last = json.loads(lines[0]), json.loads(lines[-1])
+    assert last["loss"] < first["loss"]  # it learned something
+
+
+def test_self_retrieval_and_parity_on_real_data(tiny_bundle, tiny_run, tiny_velocity_data):
+    manifest = read_manifest(tiny_bundle)
+    emb = VelocityEmbedder(tiny_bundle, manifest["velocity"])
+    datasets = [OpenFWIDataset(f) for f in expand_folders([tiny_velocity_data])]
+    gathers = np.stack([d.gather(i) for d in datasets for i in range(len(d))])
+    models = np.stack([d.model(i) for d in datasets for i in range(len(d))])
+    s = emb.embed_gathers(gathers)
+    v = emb.embed_models(models)
+    assert s.shape == (24, 256)
+    assert np.allclose(np.linalg.norm(s, axis=1), 1, atol=1e-5)
+    # ONNX against torch on the same real inputs
+    model, _ = load_run(tiny_run)
+    from seislens.models.velocity_preprocess import gather_features
+
+    with torch.no_grad():
+        ref = model.encode_seismic(torch.from_numpy(gather_features(gathers, emb.pre.gather)))
+    assert np.abs(ref.numpy() - s).max() < 1e-4
+    top1 = (s @ v.T).argmax(axis=1)
+    assert np.mean(top1 == np.arange(24)) >= 0.9
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny_velocity_data, tmp_path, monkeypatch):
+    from seislens.training import velocity_train
+
+    over = {"data": {"train": [str(tiny_velocity_data)]}, "optim": {"epochs": 4}}
+    cfg = load_config("tiny", over)
+    train_velocity(cfg, tmp_path / "full", progress=False)
+
+    real_save = velocity_train._save_atomic
+    calls = {"n": 0}
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(velocity_train, "_save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_velocity(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(velocity_train, "_save_atomic", real_save)
+    train_velocity(cfg, tmp_path / "cut", progress=False)
+    a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "seislens.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_eval_cli_json(tiny_bundle, tiny_velocity_data):
+    r = cli(
+        "eval",
+        "velocity",
+        "--bundle",
+        str(tiny_bundle),
+        "--data",
+        str(tiny_velocity_data),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["gallery_size"] == 24
+    for key in ("seismic_to_velocity", "velocity_to_descriptor"):
+        assert set(out[key]) == {"recall@1", "recall@5", "recall@10"}
+    assert 0 <= out["descriptor_mre"] < 1
+    assert out["open_set"]["library_size"] == 24
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('name = "x"\nbogus = 1\n[data]\ntrain = ["d"]\n', "bogus"),
+        ('[data]\ntrain = ["d"]\n[optim]\nbatch_size = 0\n', "batch_size"),
+    ],
+)
+def test_bad_config_exit_2(tmp_path, content, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    r = cli("train", "velocity", "--config", str(cfg), "--run", str(tmp_path / "run"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_wrong_shape_data_and_missing_checkpoint_exit_2(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.save(bad / "data1.npy", np.zeros((4, 5, 500, 70), np.float32))
+    np.save(bad / "model1.npy", np.full((4, 1, 70, 70), 2000, np.float32))
+    r = cli(
+        "train", "velocity", "--config", "tiny", "--data", str(bad), "--run", str(tmp_path / "run")
+    )
+    assert r.returncode == 2 and "expected (5, 1000, 70)" in r.stderr, r.stderr
+    r = cli("export", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "no checkpoint.pt" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists()

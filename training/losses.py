@@ -1,0 +1,35 @@
+"""Contrastive losses (torch)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between two batches of L2-normalised embeddings.
+
+    Args:
+        a: (B, D) embeddings of one modality; row i pairs with row i of ``b``.
+        b: (B, D) embeddings of the other modality.
+        logit_scale: scalar, the inverse temperature (already exponentiated).
+
+    Returns:
+        Scalar: the mean of the a→b and b→a cross-entropies over the B×B logits.
+    """
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two (B, D) batches of one shape; got {a.shape}, {b.shape}")
+    logits = logit_scale * a @ b.T
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def trimodal_loss(
+    features: dict[str, torch.Tensor], w_seismic_velocity: float, w_velocity_descriptor: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SeisBind's weighted sum: seismic↔velocity and velocity↔descriptor InfoNCE."""
+    scale = features["logit_scale"]
+    sv = clip_loss(features["seismic"], features["velocity"], scale)
+    vd = clip_loss(features["velocity"], features["descriptor"], scale)
+    total = w_seismic_velocity * sv + w_velocity_descriptor * vd
+    return total, {"loss": float(total), "loss_sv": float(sv), "loss_vd": float(vd)}
