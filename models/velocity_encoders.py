@@ -34,6 +34,7 @@ class SeismicEncoderConfig(BaseModel):
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     blocks_per_stage: int = Field(1, ge=1)
     stem_time_stride: int = Field(2, ge=1)
+    stem_receiver_stride: int = Field(1, ge=1)
     proj_channels: int = Field(32, gt=0, description="1×1 reduction before flattening")
     head_hidden: int = Field(256, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -45,6 +46,7 @@ class VelocityEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(70, gt=0)
+    stem_stride: int = Field(2, ge=1, description="stride of the stem convolution")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     blocks_per_stage: int = Field(2, ge=1)
     proj_channels: int = Field(32, gt=0, description="1×1 reduction before flattening")
@@ -139,7 +141,12 @@ class SeismicEncoder(nn.Module):
         w0 = cfg.widths[0]
         stem = nn.Sequential(
             nn.Conv2d(
-                cfg.shots, w0, (7, 3), stride=(cfg.stem_time_stride, 1), padding=(3, 1), bias=False
+                cfg.shots,
+                w0,
+                (7, 3),
+                stride=(cfg.stem_time_stride, cfg.stem_receiver_stride),
+                padding=(3, 1),
+                bias=False,
             ),
             nn.BatchNorm2d(w0),
             nn.ReLU(inplace=True),
@@ -160,7 +167,9 @@ class VelocityEncoder(nn.Module):
         super().__init__()
         w0 = cfg.widths[0]
         stem = nn.Sequential(
-            nn.Conv2d(1, w0, 3, padding=1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True)
+            nn.Conv2d(1, w0, 3, stride=cfg.stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
         )
         stages, c = _stages(cfg.widths, cfg.blocks_per_stage, w0)
         self.body = nn.Sequential(stem, stages, _reduce(c, cfg.proj_channels))

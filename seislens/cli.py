@@ -87,6 +87,25 @@ def data_velocity(
     )
 
 
+@data_app.command("events")
+@user_errors
+def data_events(
+    count: Annotated[int, typer.Option(help="number of traces")],
+    out: Annotated[Path, typer.Option(help="output folder (SeisBench format)")],
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Generate a synthetic SeisBench-format event dataset (metadata.csv + waveforms.hdf5)."""
+    from seislens.training.event_synth import EventSynthConfig, generate_events
+
+    if count <= 0:
+        raise UsageError(f"--count must be positive; got {count}")
+    try:
+        generate_events(out, EventSynthConfig(count=count, seed=seed))
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    typer.echo(f"wrote {count} traces to {out}")
+
+
 @data_app.command("show")
 @user_errors
 def data_show(
@@ -214,6 +233,24 @@ def bundle_build_cmd(
             }
         )
     )
+
+
+@app.command("serve")
+@user_errors
+def serve_cmd(
+    bundle: Annotated[Path, typer.Option(help="the bundle folder to serve")] = Path(
+        "artifacts/default"
+    ),
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the HTTP service (uvicorn) on a bundle."""
+    from seislens.service.server import serve
+
+    if not (bundle / "manifest.json").exists():
+        raise UsageError(f"{bundle} is not a bundle (no manifest.json); build or export one")
+    serve(bundle, host, port, log_level)
 
 
 def main() -> None:  # pragma: no cover - console entry
