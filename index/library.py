@@ -240,10 +240,20 @@ def build_velocity_index(
     manifest = read_manifest(bundle)  # re-read: the switch is one atomic write
     manifest.setdefault("indexes", {})[INDEX_NAME] = entry
     write_manifest(bundle, manifest)
-    if old and old["path"] != entry["path"]:
-        shutil.rmtree(bundle / old["path"], ignore_errors=True)
+    _prune_old_indexes(bundle, keep={entry["path"], old["path"] if old else ""})
     shutil.rmtree(work, ignore_errors=True)
     return entry
+
+
+def _prune_old_indexes(bundle: Path, keep: set[str]) -> None:
+    """Remove velocity index folders older than the previous one.
+
+    The previous folder stays: a running service may still hold it open (SQLite opens
+    a connection per thread lazily) until it reloads the bundle.
+    """
+    for folder in (bundle / "index").glob(f"{INDEX_NAME}-*"):
+        if f"index/{folder.name}" not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class LoadedLibrary:

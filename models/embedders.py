@@ -56,6 +56,8 @@ class OnnxEncoder:
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # idle worker threads must not spin between runs: it slows what runs next
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(
             str(self.path), opts, providers=providers or choose_providers()

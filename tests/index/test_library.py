@@ -52,7 +52,8 @@ def test_add_appends_without_reembedding(bundle, tiny_velocity_data, tmp_path, m
     assert lib.store.get(26).family == "extra"
     assert np.allclose(lib.models[25], models[1], atol=2)
     lib.close()
-    assert len(list((bundle / "index").iterdir())) == 1  # the old index was removed
+    # the previous index stays (a running service may hold it) until the next build
+    assert len(list((bundle / "index").iterdir())) == 2
 
 
 def test_mismatched_encoder_and_index_refused(bundle):

@@ -1,0 +1,315 @@
+"""Serving speed through real HTTP: uvicorn in a subprocess, SEG-Y uploads over loopback.
+
+    python bench/serve.py --bundle artifacts/default
+    python bench/serve.py --bundle artifacts/default --run runs/velocity-default   # + torch
+
+Prints a markdown table: p50/p99 latency of one SEG-Y search at concurrency 1,
+requests/s at concurrency 8, the server's peak RSS, and the server's own time per
+stage (read, embed, search, estimate). With ``--run`` (the training run the bundle was
+exported from, and torch installed) it also times the ONNX seismic encoder against
+torch eager on the same batch. The client runs on the same machine as the server and
+takes part of its CPU: the figures are what one machine serves to itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from seislens.service.readers import GATHER_SHAPE, write_segy
+
+SEARCH = "/v1/velocity/search"
+
+
+def main() -> None:
+    args = _parse()
+    gather = _gather(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        segy_path = Path(tmp) / "shot.sgy"
+        write_segy(segy_path, gather)
+        segy = segy_path.read_bytes()
+        rows, stages = _bench_http(args, segy)
+    print(
+        f"\nbundle {args.bundle}, SEG-Y upload {len(segy) / 1e6:.2f} MB, k={args.k}, "
+        f"{os.cpu_count()} CPU cores (client and server share them)\n"
+    )
+    _table(["measure", "value", "goal"], rows)
+    print("\nserver time per stage (median over the concurrency-1 requests, ms)\n")
+    _table(["stage", "ms"], [[k, f"{v:.2f}"] for k, v in stages.items()])
+    print()
+    _bench_encoders(args, gather)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _bench_http(args: argparse.Namespace, segy: bytes) -> tuple[list[list[str]], dict[str, float]]:
+    """Start the server, measure, stop it; (table rows, stage medians)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_server(args, port)
+    try:
+        _wait_ready(proc, url, args.start_timeout)
+        latencies, stages = _sequential(url, segy, args.requests, args.k, args.warmup)
+        rps, errors = asyncio.run(
+            _concurrent(url, segy, args.concurrent_requests, args.concurrency, args.k)
+        )
+        rss, rss_how = _peak_rss_mib(proc.pid)
+    finally:
+        _stop(proc)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    rows = [
+        [f"latency p50, concurrency 1 ({args.requests} requests)", f"{p50:.1f} ms", "≤ 30 ms"],
+        [f"latency p99, concurrency 1 ({args.requests} requests)", f"{p99:.1f} ms", ""],
+        [
+            f"throughput, concurrency {args.concurrency} ({args.concurrent_requests} requests)",
+            f"{rps:.1f} req/s" + (f" ({errors} errors)" if errors else ""),
+            "≥ 40 req/s",
+        ],
+        [f"server {rss_how}", f"{rss:.0f} MiB" if rss else "n/a", ""],
+    ]
+    return rows, stages
+
+
+def _start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
+    env = {**os.environ, "SEISLENS_PREFER_GPU": "true" if args.gpu else "false"}
+    if args.onnx_threads is not None:
+        env["SEISLENS_ONNX_THREADS"] = str(args.onnx_threads)
+    if args.faiss_threads is not None:
+        env["SEISLENS_FAISS_THREADS"] = str(args.faiss_threads)
+    code = (
+        "import sys; from pathlib import Path; from seislens.service.server import serve; "
+        "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), 'warning')"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(args.bundle), str(port)], env=env)
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"the server exited with status {proc.returncode} (see its log above)")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    _stop(proc)
+    sys.exit(f"the server was not ready within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _sequential(
+    url: str, segy: bytes, n: int, k: int, warmup: int
+) -> tuple[list[float], dict[str, float]]:
+    """n searches one after another on one keep-alive connection: latencies (ms) and
+    the server's median time per stage."""
+    latencies, timings = [], []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            r = http.post(SEARCH, files={"file": ("shot.sgy", segy)}, params={"k": k})
+            elapsed = (time.perf_counter() - t0) * 1000
+            r.raise_for_status()
+            if i >= warmup:
+                latencies.append(elapsed)
+                timings.append(r.json()["query"]["timing"])
+    stages = {
+        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
+    }
+    return latencies, stages
+
+
+async def _concurrent(url: str, segy: bytes, n: int, concurrency: int, k: int) -> tuple[float, int]:
+    """n searches by ``concurrency`` clients at once: (requests/s, failed requests)."""
+    remaining = n
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            r = await http.post(SEARCH, files={"file": ("shot.sgy", segy)}, params={"k": k})
+            errors += r.status_code != 200
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        for _ in range(concurrency):  # open the connections and warm up
+            await http.post(SEARCH, files={"file": ("shot.sgy", segy)}, params={"k": k})
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return n / elapsed, errors
+
+
+def _peak_rss_mib(pid: int) -> tuple[float | None, str]:
+    """The server's peak resident set size in MiB and how it was read: VmHWM from
+    /proc on Linux, else psutil's current RSS (a lower bound), else unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024, "peak RSS (VmHWM)"
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20, "RSS at the end (psutil)"
+    except Exception:  # psutil missing or the process gone
+        return None, "peak RSS"
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def _bench_encoders(args: argparse.Namespace, gather: np.ndarray) -> None:
+    """ONNX Runtime against torch eager: the seismic encoder on the same batch."""
+    print("## ONNX Runtime against torch eager (seismic encoder)\n")
+    if args.run is None:
+        print("skipped: give --run (the training run the bundle was exported from)")
+        return
+    try:
+        import torch
+    except ImportError:
+        print("skipped: torch is not installed (pip install -e '.[train]')")
+        return
+    from seislens.index.bundle import read_manifest
+    from seislens.models.embedders import OnnxEncoder
+    from seislens.models.velocity_preprocess import Preprocessing, gather_features
+    from seislens.training.velocity_train import load_run
+
+    threads = args.onnx_threads or 1
+    torch.set_num_threads(threads)
+    manifest = read_manifest(args.bundle)
+    section = manifest["velocity"]
+    pre = Preprocessing.model_validate(section["preprocessing"])
+    onnx = OnnxEncoder(
+        args.bundle / section["encoders"]["seismic"]["file"], ["CPUExecutionProvider"], threads
+    )
+    model, _ = load_run(args.run)
+    model.eval()
+    rows = []
+    for batch in (1, args.batch):
+        x = gather_features(np.repeat(gather[None], batch, axis=0), pre.gather)
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            t_torch = _time(lambda xt=xt: model.encode_seismic(xt), args.repeats)
+        t_onnx = _time(lambda x=x: onnx(x), args.repeats)
+        rows.append(
+            [
+                str(batch),
+                f"{t_onnx * 1000:.2f}",
+                f"{t_torch * 1000:.2f}",
+                f"{t_torch / t_onnx:.2f}×",
+            ]
+        )
+    print(f"{threads} threads each, median of {args.repeats} runs (ms per batch); goal ≥ 2×\n")
+    _table(["batch", "ONNX Runtime", "torch eager", "speed-up"], rows)
+
+
+def _time(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after two warm-up runs."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _gather(data: Path | None) -> np.ndarray:
+    """A real gather (sample 0 of an OpenFWI folder) or, without one, a synthetic one."""
+    if data is not None:
+        files = sorted(data.glob("data*.npy"))
+        if not files:
+            sys.exit(f"{data} holds no data*.npy files (an OpenFWI-format folder expected)")
+        return np.asarray(np.load(files[0], mmap_mode="r")[0], dtype=np.float32)
+    print("no --data folder: uploading a synthetic random gather")
+    return np.random.default_rng(0).standard_normal(GATHER_SHAPE).astype(np.float32)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", type=Path, default=Path("artifacts/default"))
+    default_data = Path("data/test/flatvel-a")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=default_data if default_data.is_dir() else None,
+        help="OpenFWI folder whose first gather is uploaded",
+    )
+    p.add_argument("--requests", type=int, default=200, help="searches at concurrency 1")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument(
+        "--concurrent-requests", type=int, default=400, help="searches at the given concurrency"
+    )
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument(
+        "--onnx-threads",
+        type=int,
+        default=None,
+        help="SEISLENS_ONNX_THREADS for the server (default: the service's, 1)",
+    )
+    p.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=None,
+        help="SEISLENS_FAISS_THREADS for the server (default: the service's, 1)",
+    )
+    p.add_argument("--gpu", action="store_true", help="let the server use CUDA / a GPU index")
+    p.add_argument("--start-timeout", type=float, default=120)
+    p.add_argument(
+        "--run", type=Path, default=None, help="training run for the ONNX vs torch comparison"
+    )
+    p.add_argument("--batch", type=int, default=16, help="batch of the encoder comparison")
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    if not (args.bundle / "manifest.json").exists():
+        p.error(f"{args.bundle} is not a bundle (no manifest.json); pass --bundle")
+    for name in ("requests", "concurrency", "concurrent_requests", "repeats", "batch"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    main()

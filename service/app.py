@@ -1,0 +1,132 @@
+"""The application factory.
+
+    uvicorn --factory seislens.service.app:create_app     # settings from SEISLENS_* env
+
+The bundle is loaded in the ``lifespan`` before the first request is accepted; a
+bundle that cannot be served stops the start-up with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from seislens.index.bundle import BundleError
+from seislens.service.api import api_router
+from seislens.service.errors import install_exception_handlers
+from seislens.service.estimation import EstimateStore
+from seislens.service.metrics import MetricsMiddleware, ServiceMetrics
+from seislens.service.settings import Settings
+from seislens.service.state import BundleHolder, LoadedBundle, load_bundle
+from seislens.service.uploads import BodyLimitMiddleware
+from seislens.service.watch import watch_bundle
+from starlette.concurrency import run_in_threadpool
+
+from seislens import __version__
+
+log = logging.getLogger("seislens.service")
+
+DESCRIPTION = """\
+Upload a shot gather (SEG-Y, SU or NumPy; 5 shots × 70 receivers, 1 s) and get back the
+most similar subsurface velocity models of the library, the physical descriptors they
+imply and an estimated velocity model.
+
+Every error answers `{"detail": "<message>"}` (a 422 adds `errors`, the invalid
+parameters).
+"""
+
+TAGS = [
+    {"name": "velocity", "description": "Search by shot gather; library and estimated models."},
+    {"name": "bundle", "description": "The bundle (encoders, index, metrics) being served."},
+    {"name": "admin", "description": "Bundle switching; needs the bearer token."},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+
+def operation_id(route: APIRoute) -> str:
+    """OpenAPI operation ids are the route functions' names (``search_velocity``, …),
+    so a generated client reads ``client.search_velocity(...)``."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the SeisLens API.
+
+    Args:
+        settings: the configuration; None reads it from ``SEISLENS_*`` variables.
+    """
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    holder = BundleHolder()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bundle = await run_in_threadpool(_load_at_startup, settings)
+        holder.replace(bundle)
+        metrics.library_models.set(bundle.count)
+        watcher = None
+        if settings.watch_interval_s > 0:
+            watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))
+        yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        holder.close()
+
+    app = FastAPI(
+        title="SeisLens",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.metrics = metrics
+    app.state.estimates = EstimateStore(settings.estimate_cache_size)
+    install_exception_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+    app.include_router(api_router)
+    return app
+
+
+def _load_at_startup(settings: Settings) -> LoadedBundle:
+    """Load the configured bundle; a bundle that cannot be served stops the start-up."""
+    try:
+        bundle = load_bundle(settings.bundle, settings)
+    except BundleError as exc:
+        log.error("cannot start: bundle %s cannot be served: %s", settings.bundle, exc)
+        raise
+    runtime = bundle.runtime
+    log.info(
+        "serving bundle %s from %s: %d velocity models (%s index), families %s",
+        bundle.name,
+        bundle.path,
+        bundle.count,
+        bundle.library.index.kind,
+        ", ".join(bundle.families),
+    )
+    log.info(
+        "ONNX Runtime execution provider: %s (available: %s)",
+        runtime.execution_provider,
+        ", ".join(runtime.available_providers),
+    )
+    log.info(
+        "FAISS index on GPU: %s (%s)",
+        "yes" if runtime.gpu_index else "no",
+        runtime.gpu_index_reason,
+    )
+    return bundle

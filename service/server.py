@@ -1,0 +1,69 @@
+"""Running the service under uvicorn (what ``seislens serve`` calls)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from seislens.service.settings import Settings
+
+log = logging.getLogger("seislens.service")
+
+STARTUP_FAILURE = 3
+"""Exit status when the service cannot start (uvicorn's own for a failed start-up)."""
+
+
+def log_config(log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration, with SeisLens' own loggers on the same handler
+    (so the start-up lines — bundle, execution provider, GPU index — are printed)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["seislens"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def serve(
+    bundle: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    settings: Settings | None = None,
+) -> None:
+    """Serve ``bundle`` over HTTP until interrupted.
+
+    Args:
+        bundle: the bundle directory (overrides SEISLENS_BUNDLE).
+        host: interface to listen on ('0.0.0.0' for all, as in a container).
+        port: TCP port.
+        log_level: 'critical', 'error', 'warning', 'info', 'debug' or 'trace'.
+        settings: other settings; by default read from SEISLENS_* variables.
+
+    Raises:
+        SystemExit: with status 3 when the bundle cannot be served (the log says why).
+    """
+    import uvicorn
+    from seislens.service.app import create_app
+
+    base = settings or Settings()
+    settings = base.model_copy(update={"bundle": Path(bundle)})
+    config = uvicorn.Config(  # configures logging
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_config=log_config(log_level),
+        proxy_headers=True,
+    )
+    log.info("starting SeisLens on http://%s:%d with bundle %s", host, port, settings.bundle)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:  # the lifespan refused the bundle; its message is logged
+        sys.exit(STARTUP_FAILURE)
