@@ -48,7 +48,7 @@ class InversionNet(nn.Module):
         shots: int = 5,
         time_samples: int = 125,
         receivers: int = 70,
-        width: int = 32,
+        width: int = 16,
         latent: int = 256,
     ):
         super().__init__()
