@@ -32,4 +32,5 @@ def trimodal_loss(
     sv = clip_loss(features["seismic"], features["velocity"], scale)
     vd = clip_loss(features["velocity"], features["descriptor"], scale)
     total = w_seismic_velocity * sv + w_velocity_descriptor * vd
-    return total, {"loss": float(total), "loss_sv": float(sv), "loss_vd": float(vd)}
+    parts = {k: float(v.detach()) for k, v in (("loss", total), ("loss_sv", sv), ("loss_vd", vd))}
+    return total, parts
