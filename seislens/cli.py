@@ -158,36 +158,61 @@ def train_velocity_cmd(
 def export_cmd(
     run: Annotated[Path, typer.Option(help="a training run folder")],
     out: Annotated[Path, typer.Option(help="the bundle folder to write")],
+    branch: Annotated[
+        str, typer.Option(help="velocity (writes a new bundle) or events (adds to a bundle)")
+    ] = "velocity",
     tolerance: Annotated[float, typer.Option(help="max |onnx - torch| allowed")] = 1e-4,
 ) -> None:
     """Export a run's encoders to ONNX (checked against torch) into a bundle."""
-    from seislens.training.export import export_velocity_bundle
+    if branch == "velocity":
+        from seislens.training.export import export_velocity_bundle
 
-    manifest = export_velocity_bundle(run, out, tolerance)
+        section = export_velocity_bundle(run, out, tolerance)["velocity"]
+    elif branch == "events":
+        from seislens.index.bundle import read_manifest
+        from seislens.training.event_export import export_event_branch
+
+        export_event_branch(run, out, tolerance)
+        section = read_manifest(out)["events"]
+    else:
+        raise UsageError(f"--branch must be velocity or events; got {branch!r}")
     parity = {
-        k: f"{v['max_abs_diff']:.1e} on {v['provider']}"
-        for k, v in manifest["velocity"]["parity"].items()
+        k: f"{v['max_abs_diff']:.1e} on {v.get('provider', '?')}"
+        for k, v in section["parity"].items()
     }
-    typer.echo(f"wrote {out}; onnxruntime vs torch: {parity}")
+    typer.echo(f"wrote {branch} encoders to {out}; onnxruntime vs torch: {parity}")
 
 
 @index_app.command("build")
 @user_errors
 def index_build_cmd(
     bundle: Annotated[Path, typer.Option(help="the bundle folder")],
-    library: Annotated[list[Path], typer.Option(help="folders of velocity models (repeat)")],
+    library: Annotated[list[Path], typer.Option(help="library folders (repeat the option)")],
+    branch: Annotated[
+        str,
+        typer.Option(
+            help="velocity (OpenFWI or model .npy folders) or events (SeisBench-format folders)"
+        ),
+    ] = "velocity",
     add: Annotated[bool, typer.Option(help="append to the existing index")] = False,
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq")] = "flat",
     max_per_folder: Annotated[int | None, typer.Option(help="cap models per folder")] = None,
 ) -> None:
-    """Embed a library of velocity models into the bundle's index (atomic swap)."""
-    from seislens.index.library import build_velocity_index
+    """Embed a library into the bundle's index; the new index is swapped in atomically."""
     from seislens.index.vector_index import VectorIndexConfig
 
-    entry = build_velocity_index(
-        bundle, library, VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder
-    )
-    typer.echo(f"{bundle}: velocity index {entry['path']} with {entry['count']} models")
+    cfg = VectorIndexConfig(kind=kind)
+    if branch == "velocity":
+        from seislens.index.library import build_velocity_index
+
+        entry = build_velocity_index(bundle, library, cfg, add=add, max_per_folder=max_per_folder)
+    elif branch == "events":
+        from seislens.index.event_library import build_events_index
+
+        entry = build_events_index(bundle, library, cfg, add=add, max_per_folder=max_per_folder)
+    else:
+        raise UsageError(f"--branch must be velocity or events; got {branch!r}")
+    typer.echo(f"{bundle}: {branch} index {entry['path']} with {entry['count']} items")
 
 
 @eval_app.command("velocity")
@@ -251,6 +276,41 @@ def serve_cmd(
     if not (bundle / "manifest.json").exists():
         raise UsageError(f"{bundle} is not a bundle (no manifest.json); build or export one")
     serve(bundle, host, port, log_level)
+
+
+@train_app.command("events")
+@user_errors
+def train_events_cmd(
+    config: Annotated[str, typer.Option(help="TOML/YAML file, or a preset: tiny, default")],
+    run: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics)")] = Path(
+        "runs/events"
+    ),
+    data: Annotated[Path | None, typer.Option(help="SeisBench-format folder (overrides)")] = None,
+) -> None:
+    """Train the event-branch encoders and heads (resumes an interrupted run)."""
+    from seislens.training.event_config import load_event_config
+    from seislens.training.event_train import train_events
+
+    overrides: dict[str, Any] = {"data": {"folder": str(data)}} if data else {}
+    last = train_events(load_event_config(config, overrides), run)
+    typer.echo(f"run {run}: {last}")
+
+
+@eval_app.command("events")
+@user_errors
+def eval_events_cmd(
+    bundle: Annotated[Path, typer.Option(help="the bundle folder")],
+    data: Annotated[Path, typer.Option(help="SeisBench-format folder to evaluate on")],
+    split: Annotated[str, typer.Option(help="split to score; 'all' for every trace")] = "test",
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Event-type accuracy, macro-F1, k-NN vote and source-parameter errors of a bundle."""
+    import json
+
+    from seislens.training.event_eval import evaluate_events
+
+    result = evaluate_events(bundle, data, split=None if split == "all" else split)
+    typer.echo(json.dumps(result) if json_out else json.dumps(result, indent=2))
 
 
 def main() -> None:  # pragma: no cover - console entry
