@@ -1,0 +1,170 @@
+"""Training configuration of the event branch: pydantic models loaded from TOML/YAML.
+
+Presets live beside the velocity ones as ``presets/events_<name>.toml`` (``tiny``,
+``default``); :func:`load_event_config` takes a preset name or a file path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from seislens.models.event_encoders import SPECTRUM_SHAPE, EventClipConfig
+from seislens.models.event_preprocess import WINDOW_S, EventPreprocessConfig
+from seislens.training.event_dataset import CLASSES, INFO_FIELDS
+from seislens.training.velocity_config import PRESETS_DIR, read_config_file
+
+Split = Literal["train", "dev", "test"]
+
+
+class EventDataConfig(BaseModel):
+    """The SeisBench-format folder and which of its splits train and select."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(description="a SeisBench-format folder (metadata.csv + waveforms.hdf5)")
+    train_split: Split = "train"
+    val_split: Split | None = Field("dev", description="model selection; None: last epoch")
+    max_train: int | None = Field(None, gt=0, description="cap on training traces")
+    max_val: int | None = Field(None, gt=0, description="cap on validation traces")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EventDataConfig:
+        if self.val_split == self.train_split:
+            raise ValueError(
+                f"data.val_split and data.train_split are both {self.train_split!r}; "
+                "model selection needs held-out data"
+            )
+        return self
+
+
+class WindowConfig(BaseModel):
+    """Views of each trace cached for training (see ``event_data``): the catalogued-P
+    window always; a serve-like automatic window; and randomly shifted windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_view: bool = Field(True, description="add the STA/LTA (no pick) window")
+    shifted_views: int = Field(1, ge=0, le=8, description="windows with P at a random offset")
+    shift_range_s: tuple[float, float] = Field(
+        (1.0, 25.0), description="P offsets (s into the window) of the shifted views"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> WindowConfig:
+        lo, hi = self.shift_range_s
+        if not 0.0 <= lo <= hi < WINDOW_S:
+            raise ValueError(
+                f"window.shift_range_s {self.shift_range_s} must satisfy 0 <= low <= high "
+                f"< {WINDOW_S:.0f} s"
+            )
+        return self
+
+    @property
+    def n_views(self) -> int:
+        return 1 + int(self.auto_view) + self.shifted_views
+
+
+class StageConfig(BaseModel):
+    """AdamW with linear warm-up and cosine decay, for one training stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    max_steps: int | None = Field(None, gt=0, description="stop the stage after this many steps")
+
+
+class FinetuneConfig(StageConfig):
+    """Stage 2: heads (and, at a reduced rate, the encoders) on labels and targets."""
+
+    encoder_lr_ratio: float = Field(
+        0.3, ge=0, le=1, description="encoders' lr / heads' lr; 0 freezes them"
+    )
+    clip_weight: float = Field(0.5, ge=0, description="keeps spectrum↔info aligned")
+    regression_weight: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.05, ge=0, lt=1)
+    regression_loss: Literal["huber", "mse"] = "huber"
+
+
+class EventTrainConfig(BaseModel):
+    """Everything an event training run needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "events"
+    seed: int = 0
+    threads: int = Field(1, gt=0, description="torch threads")
+    data: EventDataConfig
+    preprocess: EventPreprocessConfig = EventPreprocessConfig()
+    window: WindowConfig = WindowConfig()
+    model: EventClipConfig = EventClipConfig()
+    clip: StageConfig = StageConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EventTrainConfig:
+        s = self.model.spectrum
+        if (s.in_channels, s.freq_bins, s.time_frames) != SPECTRUM_SHAPE:
+            raise ValueError(
+                f"model.spectrum takes ({s.in_channels}, {s.freq_bins}, {s.time_frames}) but "
+                f"the preprocessing gives {SPECTRUM_SHAPE}"
+            )
+        if self.model.info.n_fields != len(INFO_FIELDS):
+            raise ValueError(
+                f"model.info.n_fields is {self.model.info.n_fields}; the info vector has "
+                f"{len(INFO_FIELDS)} fields"
+            )
+        if self.model.n_classes != len(CLASSES):
+            raise ValueError(
+                f"model.n_classes is {self.model.n_classes}; the event classes are {list(CLASSES)}"
+            )
+        if s.log_input and self.preprocess.log_spectrum:
+            raise ValueError(
+                "preprocess.log_spectrum and model.spectrum.log_input are both set: the "
+                "spectrum would be logged twice; keep one"
+            )
+        if self.clip.epochs + self.finetune.epochs == 0:
+            raise ValueError("clip.epochs + finetune.epochs is 0: nothing to train")
+        return self
+
+
+def resolve_event_config_path(name_or_path: str) -> Path:
+    """A preset name (``tiny``, ``default``) or a file path → the file's path."""
+    preset = PRESETS_DIR / f"events_{name_or_path}.toml"
+    if preset.exists():
+        return preset
+    path = Path(name_or_path)
+    if not path.exists():
+        names = sorted(p.stem.removeprefix("events_") for p in PRESETS_DIR.glob("events_*"))
+        raise FileNotFoundError(
+            f"config {name_or_path!r} is neither a file nor an events preset ({', '.join(names)})"
+        )
+    return path
+
+
+def load_event_config(
+    name_or_path: str, overrides: dict[str, Any] | None = None
+) -> EventTrainConfig:
+    """Load and validate an event training config.
+
+    ``overrides`` are merged recursively (``{"data": {"folder": "x"}}`` replaces only
+    ``data.folder``; ``{"model": {"spectrum": {"depth": 2}}}`` only that depth).
+    """
+    data = read_config_file(resolve_event_config_path(name_or_path))
+    return EventTrainConfig.model_validate(_merge(data, overrides or {}))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
