@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from seislens.service import (
     routes_admin,
     routes_bundle,
+    routes_events,
     routes_health,
     routes_velocity,
     routes_web,
@@ -13,6 +14,7 @@ from seislens.service import (
 
 api_router = APIRouter()
 api_router.include_router(routes_velocity.router)
+api_router.include_router(routes_events.router)
 api_router.include_router(routes_bundle.router)
 api_router.include_router(routes_admin.router)
 api_router.include_router(routes_health.router)

@@ -37,12 +37,21 @@ Upload a shot gather (SEG-Y, SU or NumPy; 5 shots × 70 receivers, 1 s) and get 
 most similar subsurface velocity models of the library, the physical descriptors they
 imply and an estimated velocity model.
 
+Upload a three-component miniSEED recording and get back, per station, the event type
+(earthquake, explosion, surface event, noise), the distance, depth and magnitude the
+model infers, and the most similar events of the library (when the bundle has an event
+branch).
+
 Every error answers `{"detail": "<message>"}` (a 422 adds `errors`, the invalid
 parameters).
 """
 
 TAGS = [
     {"name": "velocity", "description": "Search by shot gather; library and estimated models."},
+    {
+        "name": "events",
+        "description": "Classify a miniSEED recording; search similar library events.",
+    },
     {"name": "bundle", "description": "The bundle (encoders, index, metrics) being served."},
     {"name": "admin", "description": "Bundle switching; needs the bearer token."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
@@ -69,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle = await run_in_threadpool(_load_at_startup, settings)
         holder.replace(bundle)
-        metrics.library_models.set(bundle.count)
+        metrics.bundle_loaded(bundle.count, bundle.events.count if bundle.events else 0)
         watcher = None
         if settings.watch_interval_s > 0:
             watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))
@@ -119,6 +128,16 @@ def _load_at_startup(settings: Settings) -> LoadedBundle:
         bundle.library.index.kind,
         ", ".join(bundle.families),
     )
+    events = bundle.events
+    if events is None:
+        log.info("no event branch in this bundle: the events routes answer 404")
+    else:
+        log.info(
+            "event branch: classes %s, %d library events%s",
+            ", ".join(events.classes),
+            events.count,
+            f" ({events.index_problem})" if events.index_problem else "",
+        )
     log.info(
         "ONNX Runtime execution provider: %s (available: %s)",
         runtime.execution_provider,

@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from seislens.models.event_preprocess import EventInputError
 from seislens.service.readers import UploadError
 from seislens.service.schemas import ErrorResponse, ValidationErrorResponse
 from seislens.service.state import BundleNotLoadedError
@@ -92,6 +93,31 @@ def upload_reason(message: str) -> str:
     return "unreadable"
 
 
+def recording_reason(message: str) -> str:
+    """A short label for a refused miniSEED recording (the metrics' ``reason``)."""
+    text = message.lower()
+    for needle, reason in (
+        ("empty", "empty"),
+        ("not a readable miniseed", "format"),
+        ("no miniseed traces", "no_traces"),
+        ("stations; at most", "too_many_stations"),
+        ("not in the file", "station"),
+        ("3 components are needed", "components"),
+        ("different sampling rates", "sampling_rate"),
+        ("different rates", "sampling_rate"),
+        ("gap", "gap"),
+        ("p_arrival", "p_arrival"),
+        ("the window needs", "too_short"),
+        ("nan", "non_finite"),
+        ("all zeros", "dead_channel"),
+        ("constant", "dead_channel"),
+        ("do not overlap", "no_overlap"),
+    ):
+        if needle in text:
+            return reason
+    return "unusable_recording"
+
+
 def _count_rejection(request: Request, reason: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
@@ -102,6 +128,16 @@ async def _upload_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc)
     _count_rejection(request, upload_reason(message))
     body = _validation_body([{"loc": ("body", "file"), "msg": message, "type": "invalid_gather"}])
+    body["detail"] = message
+    return JSONResponse(body, 422)
+
+
+async def _unusable_recording(request: Request, exc: Exception) -> JSONResponse:
+    message = str(exc)
+    _count_rejection(request, "mseed_" + recording_reason(message))
+    body = _validation_body(
+        [{"loc": ("body", "file"), "msg": message, "type": "unusable_recording"}]
+    )
     body["detail"] = message
     return JSONResponse(body, 422)
 
@@ -155,6 +191,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_exception_handlers(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into the documented answers."""
     app.add_exception_handler(UploadError, _upload_error)
+    app.add_exception_handler(EventInputError, _unusable_recording)
     app.add_exception_handler(UploadTooLargeError, _too_large)
     app.add_exception_handler(InvalidParameterError, _invalid_parameter)
     app.add_exception_handler(RequestValidationError, _request_validation)
@@ -190,7 +227,7 @@ _DESCRIPTIONS = {
     409: "Conflict: the request cannot be carried out in the current state",
     413: "Upload too large (refused while it streams in)",
     422: "Invalid request or unusable upload",
-    503: "Not ready: no bundle loaded",
+    503: "Not ready: no bundle loaded, or a part of it unavailable",
 }
 
 
@@ -355,4 +392,100 @@ STORE_UNAVAILABLE = ErrorExample(
     "Library files changed on disk",
     "the library's metadata store cannot be read (unable to open database file); its files "
     "changed on disk (an index rebuild?): reload the bundle (POST /v1/admin/reload)",
+)
+
+
+# --------------------------------------------------------------------------- events
+
+NO_EVENTS = ErrorExample(
+    404,
+    "no_event_encoders",
+    "The bundle has no event branch",
+    "this bundle has no event encoders: it serves the velocity branch only; export an "
+    "event run into it (seislens export --branch events) and build its events index "
+    "(seislens index build --branch events) to classify miniSEED recordings",
+)
+NO_EVENTS_INDEX = ErrorExample(
+    503,
+    "no_events_index",
+    "The bundle has no usable events index",
+    "similar-event search is unavailable: the bundle has event encoders but no events "
+    "index; build it (seislens index build --branch events) to search similar events",
+)
+EMPTY_MSEED = ErrorExample(
+    422,
+    "empty_file",
+    "Empty upload",
+    "'event.mseed' is empty (0 bytes); expected a miniSEED file",
+    ("body", "file"),
+)
+NOT_MSEED = ErrorExample(
+    422,
+    "not_mseed",
+    "Not a miniSEED file",
+    "'notes.txt' is not a readable miniSEED file (InternalMSEEDParseTimeError: julday out "
+    "of bounds (wrong endian?): 8308); expected miniSEED with 3-component (Z, N, E or Z, "
+    "1, 2) traces",
+    ("body", "file"),
+)
+ONE_COMPONENT = ErrorExample(
+    422,
+    "one_component",
+    "Vertical component only",
+    "station BW.UH3 has channels ['BW.UH3..SHZ'] (components ['Z']); 3 components are "
+    "needed: Z plus N and E (or 1 and 2)",
+    ("body", "file"),
+)
+TOO_SHORT = ErrorExample(
+    422,
+    "too_short",
+    "Shorter than the 60 s window",
+    "station BW.RJOB: 30.00 s of 3-component data; the window needs 60 s",
+    ("body", "file"),
+)
+RATE_MISMATCH = ErrorExample(
+    422,
+    "sampling_rates",
+    "Components at different sampling rates",
+    "components have different sampling rates (XX.STA..HHZ: 100.0 Hz, XX.STA..HHN: 50.0 "
+    "Hz, XX.STA..HHE: 100.0 Hz); they must agree to within 1e-04 (relative)",
+    ("body", "file"),
+)
+UNKNOWN_STATION = ErrorExample(
+    422,
+    "unknown_station",
+    "Station not in the file",
+    "station 'FUR' is not in the file; stations present: ['BW.UH3']",
+    ("body", "file"),
+)
+LONG_GAP = ErrorExample(
+    422,
+    "gap",
+    "Gap longer than the limit",
+    "XX.STA..HHZ has a gap of 5.000 s from 2020-01-01T00:00:29.990000Z to "
+    "2020-01-01T00:00:35.000000Z; gaps longer than 1.0 s are refused (shorter ones are "
+    "filled by linear interpolation)",
+    ("body", "file"),
+)
+P_OUTSIDE = ErrorExample(
+    422,
+    "p_arrival_outside",
+    "p_arrival outside the data",
+    "p_arrival 2020-01-02T00:00:00.000000Z is outside the data of station XX.STA "
+    "(2020-01-01T00:00:00.000000Z – 2020-01-01T00:01:29.990000Z)",
+    ("body", "file"),
+)
+DEAD_CHANNEL = ErrorExample(
+    422,
+    "dead_channel",
+    "All-zero or NaN samples",
+    "XX.STA..HHN is all zeros (a dead channel)",
+    ("body", "file"),
+)
+BAD_P_ARRIVAL = ErrorExample(
+    422,
+    "bad_p_arrival",
+    "p_arrival not a time",
+    "'yesterday' is not a UTC time; expected ISO 8601, e.g. 2005-07-23T14:52:10.5Z",
+    ("query", "p_arrival"),
 )

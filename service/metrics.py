@@ -66,6 +66,23 @@ class ServiceMetrics:
             "Velocity models in the library being served.",
             registry=reg,
         )
+        self.event_stage = Histogram(
+            "seislens_event_stage_seconds",
+            "Time of each stage of an event query (read, preprocess, embed, classify, search).",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=reg,
+        )
+        self.library_events = Gauge(
+            "seislens_library_events",
+            "Events in the events library being served (0 without one).",
+            registry=reg,
+        )
+
+    def bundle_loaded(self, models: int, events: int) -> None:
+        """Set the library gauges after a bundle is (re)loaded."""
+        self.library_models.set(models)
+        self.library_events.set(events)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -57,7 +57,7 @@ def reload_bundle(
         raise HTTPException(409, f"bundle refused, still serving {serving!r}: {exc}") from exc
     seconds = time.perf_counter() - start
     metrics.reloads.labels("success").inc()
-    metrics.library_models.set(current.count)
+    metrics.bundle_loaded(current.count, current.events.count if current.events else 0)
     log.info("reloaded: now serving %s from %s (%.2f s)", current.name, current.path, seconds)
     return ReloadResponse(
         previous=_ref(previous) if previous else None, current=_ref(current), seconds=seconds

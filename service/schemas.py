@@ -220,6 +220,257 @@ class EncoderInfo(BaseModel):
     input_shape: list[Any] | None = None
 
 
+# --------------------------------------------------------------------------- events
+
+
+class Quantity(BaseModel):
+    """A value with its unit."""
+
+    value: float
+    unit: str
+
+
+class EventWindowInfo(BaseModel):
+    """The 60 s window a station was classified on."""
+
+    start: str = Field(description="UTC of its first sample (ISO 8601)")
+    end: str = Field(description="UTC of the instant after its last sample (start + 60 s)")
+    seconds: float = Field(60.0, description="its length")
+    rule: Literal["p_arrival", "sta_lta", "start"] = Field(
+        description="how it was placed: on the given P time, on the first STA/LTA "
+        "trigger of the vertical, or at the start of the record"
+    )
+    p_time: str | None = Field(
+        description="UTC of the P pick it is aligned on (given or triggered); null for 'start'"
+    )
+    p_offset_s: float | None = Field(
+        description="seconds from the window start to that pick (5 s unless the record "
+        "ends or begins too close to it)"
+    )
+    padded_s: float = Field(description="seconds of zeros appended to a short record")
+    input_sampling_rate_hz: float = Field(description="the record's rate (resampled to 100 Hz)")
+
+
+class SimilarEvent(BaseModel):
+    """One library event among the top-k."""
+
+    rank: int = Field(description="1 for the most similar")
+    id: int = Field(description="the event's id in the library")
+    score: float = Field(description="cosine similarity of the spectrum embeddings, in [-1, 1]")
+    label: str = Field(description="its event type")
+    source: str = Field(description="where it came from: <dataset folder>::<trace name>")
+    metadata: dict[str, Any] = Field(
+        description="its catalogue entry: trace name, station, magnitude, depth_km, "
+        "distance_km, back_azimuth_deg, snr_db, times, the window indexed, …"
+    )
+
+
+class StationEvents(BaseModel):
+    """One station's window and the library events most similar to it."""
+
+    station: str = Field(description="NET.STA")
+    channels: list[str] = Field(description="SEED ids of the traces used as Z, N, E")
+    window: EventWindowInfo
+    similar: list[SimilarEvent] = Field(
+        description="the top-k library events, best first (empty without an events index)"
+    )
+
+
+class StationClassification(StationEvents):
+    """One station's event type, source parameters and similar events."""
+
+    probabilities: dict[str, float] = Field(description="event type → probability (sum 1)")
+    label: str = Field(description="the most probable event type")
+    distance_km: Quantity = Field(description="epicentral distance inferred by the model")
+    depth_km: Quantity = Field(description="source depth inferred by the model")
+    magnitude: Quantity = Field(description="magnitude inferred by the model")
+
+
+class SkippedStation(BaseModel):
+    """A station of the file that could not be used (the others were)."""
+
+    station: str
+    reason: str
+
+
+class EventTiming(BaseModel):
+    """Where the time of an event query went, in milliseconds."""
+
+    read_ms: float = Field(description="receiving the upload and reading it as miniSEED")
+    preprocess_ms: float = Field(
+        description="merge, checks, filter, resample, window and STFT of every station"
+    )
+    embed_ms: float = Field(description="the ONNX spectrum encoder")
+    classify_ms: float = Field(description="the ONNX heads (0 for a search)")
+    search_ms: float = Field(description="FAISS search and metadata look-up")
+    total_ms: float
+
+
+class EventQueryInfo(BaseModel):
+    """What the service made of the upload."""
+
+    filename: str
+    format: Literal["mseed"] = "mseed"
+    traces: int = Field(description="traces (records merged per channel) read from the file")
+    stations_in_file: list[str] = Field(description="NET.STA of every station in the file")
+    station: str | None = Field(description="the station asked for, if any")
+    p_arrival: str | None = Field(description="the P time given, if any (UTC)")
+    k: int
+    bundle: str = Field(description="the bundle that answered")
+    library_events: int = Field(description="events in the bundle's library")
+    notes: list[str] = Field(description="warnings while reading and what was not done")
+    timing: EventTiming
+
+
+_EVENT_WINDOW_EXAMPLE = {
+    "start": "2005-07-23T14:52:05.650000Z",
+    "end": "2005-07-23T14:53:05.650000Z",
+    "seconds": 60.0,
+    "rule": "sta_lta",
+    "p_time": "2005-07-23T14:52:10.650000Z",
+    "p_offset_s": 5.0,
+    "padded_s": 0.0,
+    "input_sampling_rate_hz": 150.0,
+}
+_EVENT_QUERY_EXAMPLE = {
+    "filename": "2005-07-23-1452-04S.CER___030.mseed",
+    "format": "mseed",
+    "traces": 3,
+    "stations_in_file": [".CER"],
+    "station": None,
+    "p_arrival": None,
+    "k": 1,
+    "bundle": "default",
+    "library_events": 4800,
+    "notes": [],
+    "timing": {
+        "read_ms": 2.1,
+        "preprocess_ms": 9.4,
+        "embed_ms": 2.2,
+        "classify_ms": 2.4,
+        "search_ms": 0.6,
+        "total_ms": 17.0,
+    },
+}
+_SIMILAR_EXAMPLE = {
+    "rank": 1,
+    "id": 812,
+    "score": 0.9412,
+    "label": "earthquake",
+    "source": "data/events/synthetic::bucket3$12,:3,:12000",
+    "metadata": {
+        "trace_name": "bucket3$12,:3,:12000",
+        "station": "SY.S012",
+        "magnitude": 2.4,
+        "depth_km": 8.1,
+        "distance_km": 41.7,
+        "split": "train",
+    },
+}
+
+
+class EventClassifyResponse(BaseModel):
+    """Per station: event type, inferred source parameters and similar library events."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": _EVENT_QUERY_EXAMPLE,
+                    "stations": [
+                        {
+                            "station": ".CER",
+                            "channels": [".CER.00.BHZ", ".CER.00.BHN", ".CER.00.BHE"],
+                            "window": _EVENT_WINDOW_EXAMPLE,
+                            "probabilities": {
+                                "earthquake": 0.91,
+                                "explosion": 0.05,
+                                "surface": 0.01,
+                                "noise": 0.03,
+                            },
+                            "label": "earthquake",
+                            "distance_km": {"value": 38.2, "unit": "km"},
+                            "depth_km": {"value": 9.6, "unit": "km"},
+                            "magnitude": {"value": 2.3, "unit": "magnitude units"},
+                            "similar": [_SIMILAR_EXAMPLE],
+                        }
+                    ],
+                    "skipped": [],
+                }
+            ]
+        }
+    )
+
+    query: EventQueryInfo
+    stations: list[StationClassification] = Field(description="one per usable station")
+    skipped: list[SkippedStation] = Field(
+        description="stations of a multi-station file that could not be used, and why"
+    )
+
+
+class EventSearchResponse(BaseModel):
+    """Per station: the library events most similar to its window."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": _EVENT_QUERY_EXAMPLE,
+                    "stations": [
+                        {
+                            "station": ".CER",
+                            "channels": [".CER.00.BHZ", ".CER.00.BHN", ".CER.00.BHE"],
+                            "window": _EVENT_WINDOW_EXAMPLE,
+                            "similar": [_SIMILAR_EXAMPLE],
+                        }
+                    ],
+                    "skipped": [],
+                }
+            ]
+        }
+    )
+
+    query: EventQueryInfo
+    stations: list[StationEvents] = Field(description="one per usable station")
+    skipped: list[SkippedStation]
+
+
+class EventIndexInfo(BaseModel):
+    """The events library's index."""
+
+    kind: str = Field(description="'flat' (exact), 'hnsw' or 'ivfpq'")
+    count: int = Field(description="events in the library")
+    per_class: dict[str, int] = Field(description="events per type")
+    path: str
+    built: str | None = None
+    encoder_sha256: str = Field(description="the spectrum encoder the vectors were embedded with")
+    window: str | None = Field(None, description="'catalog' (catalogued P picks) or 'auto'")
+    config: dict[str, Any]
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    gpu_index: bool = Field(description="whether FAISS searches a GPU copy of it")
+    gpu_index_reason: str
+
+
+class EventBranchInfo(BaseModel):
+    """The event branch of the bundle: encoders, classes, units, library."""
+
+    classes: list[str] = Field(description="event types, in probability order")
+    embed_dim: int
+    encoders: dict[str, EncoderInfo] = Field(description="spectrum, info and heads graphs")
+    targets: dict[str, str] = Field(description="regression output → unit")
+    preprocessing: dict[str, Any]
+    training_metrics: dict[str, Any] | None
+    evaluation: dict[str, Any] | None = None
+    execution_provider: str = Field(description="the ONNX Runtime provider in use")
+    index: EventIndexInfo | None = Field(description="null when there is no usable index")
+    index_problem: str | None = Field(
+        description="why there is no usable index (similar-event search unavailable)"
+    )
+
+
+# --------------------------------------------------------------------------- bundle (cont.)
+
+
 class IndexInfo(BaseModel):
     """The velocity library's index."""
 
@@ -261,6 +512,12 @@ class BundleResponse(BaseModel):
     evaluation: dict[str, Any] | None = Field(description="held-out metrics, if evaluated")
     index: IndexInfo
     runtime: RuntimeInfo
+    events: EventBranchInfo | None = Field(
+        None, description="the event branch; null when the bundle has no event encoders"
+    )
+    events_unavailable: str | None = Field(
+        None, description="why the events routes are not served (null when they are)"
+    )
 
 
 # --------------------------------------------------------------------------- admin

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="poll the bundle's manifest this often (s) and reload when it changes, "
         "e.g. after `seislens index build`; 0 turns it off",
     )
+    max_event_stations: int = Field(
+        50,
+        ge=1,
+        description="stations classified per miniSEED upload; a file with more must name "
+        "the station wanted",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed to call the API from a browser"
     )

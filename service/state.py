@@ -1,7 +1,9 @@
 """The loaded bundle and the holder that swaps it atomically.
 
 A :class:`LoadedBundle` is everything a request needs: the manifest, the ONNX
-embedder and the opened library (FAISS index, metadata, memory-mapped models). The
+embedder and the opened library (FAISS index, metadata, memory-mapped models) of the
+velocity branch and, when the manifest has an ``events`` section, the event branch
+(:class:`EventBranch`: its three ONNX graphs and its events library). The
 :class:`BundleHolder` hands it out under a lease (a reference count). A reload builds
 the new :class:`LoadedBundle` completely — hashes checked, encoders and index opened,
 one warm-up query run — and only then swaps the reference, so a request keeps the
@@ -17,16 +19,32 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from seislens.index.bundle import BundleError, read_manifest, verify_encoders, verify_index
+from seislens.index.event_library import INDEX_NAME as EVENTS_INDEX
+from seislens.index.event_library import LoadedEventLibrary
 from seislens.index.library import INDEX_NAME, LoadedLibrary
 from seislens.models.embedders import VelocityEmbedder, choose_providers
+from seislens.models.event_embedders import EventEmbedder
+from seislens.models.event_preprocess import stream_to_windows
+from seislens.service.event_search import warm_up_stream
 from seislens.service.readers import GATHER_SHAPE
 from seislens.service.settings import Settings
 
 log = logging.getLogger("seislens.service")
+
+NO_EVENT_ENCODERS = (
+    "this bundle has no event encoders: it serves the velocity branch only; export an "
+    "event run into it (seislens export --branch events) and build its events index "
+    "(seislens index build --branch events) to classify miniSEED recordings"
+)
+"""Why the events routes answer 404 for a bundle without an ``events`` section."""
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class BundleNotLoadedError(RuntimeError):
@@ -50,6 +68,48 @@ class RuntimeInfo:
     gpu_index_reason: str
 
 
+class EventBranch:
+    """The event branch of a loaded bundle: its ONNX graphs and, when it has a usable
+    one, its events library.
+
+    An events index that is missing, or was built with another spectrum encoder (an
+    export after the last index build), does not stop the bundle: classification is
+    still served, the similar-event search is not (``index_problem`` says why).
+
+    Args:
+        embedder: the spectrum, info and heads graphs with their preprocessing settings.
+        library: the opened events library, or None.
+        index_problem: why there is no library (None when there is one).
+        gpu_index: whether FAISS searches a GPU copy of the events index, and why.
+    """
+
+    def __init__(
+        self,
+        embedder: EventEmbedder,
+        library: LoadedEventLibrary | None,
+        index_problem: str | None,
+        gpu_index: tuple[bool, str],
+    ) -> None:
+        self.embedder = embedder
+        self.library = library
+        self.index_problem = index_problem
+        self.gpu_index, self.gpu_index_reason = gpu_index
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Event classes, in the order of the heads' probabilities."""
+        return self.embedder.classes
+
+    @property
+    def count(self) -> int:
+        """Events in the library (0 without one)."""
+        return len(self.library) if self.library is not None else 0
+
+    def close(self) -> None:
+        if self.library is not None:
+            self.library.close()
+
+
 class LoadedBundle:
     """A bundle opened for serving, with a lease count.
 
@@ -59,6 +119,7 @@ class LoadedBundle:
         embedder: the velocity-branch ONNX embedder.
         library: the opened velocity library.
         runtime: provider and GPU-index facts.
+        events: the event branch, None when the manifest has no ``events`` section.
     """
 
     def __init__(
@@ -68,12 +129,14 @@ class LoadedBundle:
         embedder: VelocityEmbedder,
         library: LoadedLibrary,
         runtime: RuntimeInfo,
+        events: EventBranch | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.embedder = embedder
         self.library = library
         self.runtime = runtime
+        self.events = events
         self.loaded_at = time.time()
         self.family_counts = library.store.family_counts("velocity")
         self._lock = threading.Lock()
@@ -149,6 +212,8 @@ class LoadedBundle:
     def _close(self) -> None:
         log.info("closing bundle %s (%s)", self.name, self.path)
         self.library.close()
+        if self.events is not None:
+            self.events.close()
 
 
 def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
@@ -158,7 +223,7 @@ def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
         BundleError: with a message saying what is wrong; nothing stays open then.
     """
     path = Path(path)
-    opened: list[LoadedLibrary] = []
+    opened: list[_Closable] = []
     try:
         return _open_bundle(path, settings, opened)
     except Exception as exc:
@@ -171,7 +236,7 @@ def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
         raise BundleError(f"{path}: could not load the bundle: {why}") from exc
 
 
-def _open_bundle(path: Path, settings: Settings, opened: list[LoadedLibrary]) -> LoadedBundle:
+def _open_bundle(path: Path, settings: Settings, opened: list[_Closable]) -> LoadedBundle:
     """The steps of :func:`load_bundle`; libraries it opens are added to ``opened``."""
     if not path.is_dir():
         raise BundleError(f"{path} is not a bundle directory (it does not exist)")
@@ -192,6 +257,7 @@ def _open_bundle(path: Path, settings: Settings, opened: list[LoadedLibrary]) ->
         )
     gpu_used, gpu_reason = _place_index(library, settings)
     _warm_up(embedder, library)
+    events = _open_events(path, manifest, settings, providers, opened)
     runtime = RuntimeInfo(
         execution_provider=embedder.provider,
         available_providers=_available_providers(),
@@ -201,7 +267,50 @@ def _open_bundle(path: Path, settings: Settings, opened: list[LoadedLibrary]) ->
         gpu_index=gpu_used,
         gpu_index_reason=gpu_reason,
     )
-    return LoadedBundle(path, manifest, embedder, library, runtime)
+    return LoadedBundle(path, manifest, embedder, library, runtime, events)
+
+
+def _open_events(
+    path: Path,
+    manifest: dict[str, Any],
+    settings: Settings,
+    providers: list[str],
+    opened: list[_Closable],
+) -> EventBranch | None:
+    """The event branch when the manifest has one: encoder hashes checked (a mismatch
+    refuses the bundle, as for the velocity branch), the graphs opened, the events
+    library opened when it is there and belongs to the spectrum encoder, one warm-up
+    classification and search run."""
+    if "events" not in manifest:
+        return None
+    verify_encoders(path, manifest, "events")
+    embedder = EventEmbedder(path, manifest["events"], providers, settings.onnx_threads)
+    library: LoadedEventLibrary | None = None
+    problem: str | None = None
+    placement = (False, "no events index")
+    if EVENTS_INDEX not in manifest.get("indexes", {}):
+        problem = (
+            "the bundle has event encoders but no events index; build it (seislens index "
+            "build --branch events) to search similar events"
+        )
+    else:
+        try:
+            library = LoadedEventLibrary.open(path, manifest)
+        except Exception as exc:  # BundleError, or faiss/numpy/sqlite on damaged files
+            problem = f"the events index cannot be used: {exc}"
+        else:
+            opened.append(library)
+            if library.index.dim != embedder.embed_dim:
+                raise BundleError(
+                    f"{path}: the events index holds {library.index.dim}-d vectors but the "
+                    f"event encoders embed in {embedder.embed_dim} dimensions; rebuild it"
+                )
+            placement = _place_index(library, settings)
+    if problem is not None:
+        log.warning("%s: %s; classification is served, similar-event search is not", path, problem)
+    branch = EventBranch(embedder, library, problem, placement)
+    _warm_up_events(branch)
+    return branch
 
 
 def _set_faiss_threads(threads: int) -> None:
@@ -212,7 +321,9 @@ def _set_faiss_threads(threads: int) -> None:
         faiss.omp_set_num_threads(threads)
 
 
-def _place_index(library: LoadedLibrary, settings: Settings) -> tuple[bool, str]:
+def _place_index(
+    library: LoadedLibrary | LoadedEventLibrary, settings: Settings
+) -> tuple[bool, str]:
     """Move the index to the GPU when wanted and possible; (used, why)."""
     if not settings.prefer_gpu:
         return False, "GPU disabled by configuration (SEISLENS_PREFER_GPU=false); searching on CPU"
@@ -227,6 +338,17 @@ def _warm_up(embedder: VelocityEmbedder, library: LoadedLibrary) -> None:
     vector = embedder.embed_gathers(gather)
     if len(library):
         library.index.search(vector, 1)
+
+
+def _warm_up_events(branch: EventBranch) -> None:
+    """The whole event path once on a synthetic record (miniSEED-like stream →
+    windows → spectra → encoders → search): lazy imports and graph set-up happen
+    here, and graphs that cannot run here fail at load."""
+    spectra = branch.embedder.spectra(stream_to_windows(warm_up_stream(), branch.embedder.pre))
+    vectors = branch.embedder.embed_spectra(spectra)
+    branch.embedder.classify(spectra)
+    if branch.library is not None and len(branch.library):
+        branch.library.search(vectors, 1)
 
 
 def _faiss_threads() -> int:

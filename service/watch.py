@@ -62,6 +62,6 @@ async def _reload(
         log.warning("changed bundle %s refused, still serving the previous load: %s", path, exc)
         return True
     metrics.reloads.labels("success").inc()
-    metrics.library_models.set(new.count)
+    metrics.bundle_loaded(new.count, new.events.count if new.events else 0)
     log.info("reloaded %s: %d velocity models", new.name, new.count)
     return True

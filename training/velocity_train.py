@@ -203,7 +203,7 @@ def train_velocity(
             "seconds": round(time.perf_counter() - t0, 1),
             "samples_per_s": round(seen / (time.perf_counter() - t0), 1),
             "lr": lr_at(step, total, cfg),
-            "temperature": float(1 / model.logit_scale.exp()),
+            "temperature": float(1 / model.logit_scale.detach().exp()),
             **{k: v / n_steps for k, v in sums.items()},
         }
         if len(val_rows):

@@ -1,7 +1,9 @@
-"""Service fixtures: a TestClient on the tiny bundle and a real gather with its own id."""
+"""Service fixtures: a TestClient on the tiny bundle and a real gather with its own id;
+the tiny bundle with an event branch and a client on it."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -12,7 +14,7 @@ from seislens.models.embedders import VelocityEmbedder
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
 from seislens.training.openfwi import OpenFWIDataset
-from service_helpers import ADMIN_TOKEN, Sample, library_id_of, segy_bytes
+from service_helpers import ADMIN_TOKEN, EventBundle, Sample, library_id_of, segy_bytes
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +71,46 @@ def make_client(settings) -> Iterator[Callable[..., TestClient]]:
     yield make
     for c in opened:
         c.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@pytest.fixture(scope="session")
+def tiny_event_bundle(tiny_bundle, tmp_path_factory) -> EventBundle:
+    """A copy of the tiny bundle with an event branch: 60 synthetic SeisBench-format
+    traces, the `tiny` events preset trained one epoch per stage, exported with its
+    parity check and indexed over the 48 training traces."""
+    torch = pytest.importorskip("torch")
+    from seislens.index.event_library import build_events_index
+    from seislens.training.event_export import export_event_branch
+    from seislens.training.event_synth import EventSynthConfig, generate_events
+    from seislens.training.event_train import load_event_config, train_events
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("event-service")
+    events = generate_events(root / "events", EventSynthConfig(count=60, seed=3), progress=False)
+    cfg = load_event_config(
+        "tiny",
+        {"data": {"folder": str(events)}, "clip": {"epochs": 1}, "finetune": {"epochs": 1}},
+    )
+    train_events(cfg, root / "run", progress=False)
+    bundle = root / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    export_event_branch(root / "run", bundle)
+    build_events_index(bundle, [events], progress=False)
+    return EventBundle(bundle=bundle, events=events)
+
+
+@pytest.fixture(scope="session")
+def event_settings(settings, tiny_event_bundle) -> Settings:
+    """The shared settings, on the bundle with an event branch."""
+    return settings.model_copy(update={"bundle": tiny_event_bundle.bundle})
+
+
+@pytest.fixture(scope="session")
+def event_client(event_settings) -> Iterator[TestClient]:
+    """A client of one app on the bundle with an event branch, shared by tests that do
+    not change its bundle."""
+    with TestClient(create_app(event_settings)) as c:
+        yield c

@@ -28,6 +28,15 @@ class Sample:
     segy: bytes
 
 
+@dataclass(frozen=True)
+class EventBundle:
+    """A bundle with an event branch and the SeisBench-format folder it was trained on
+    and indexed from."""
+
+    bundle: Path
+    events: Path
+
+
 def library_id_of(bundle: Path, model: np.ndarray) -> int:
     """The id of the library item whose stored model is ``model``."""
     entry = read_manifest(bundle)["indexes"]["velocity"]

@@ -1,0 +1,318 @@
+"""Event routes: classify a miniSEED recording, and search the library for similar events.
+
+Both take the same upload and parameters and run the same path
+(:mod:`seislens.service.event_search`); the search skips the classification heads.
+``station``, ``p_arrival`` and ``k`` may be sent as query parameters or as form fields
+of the multipart body (as an HTML form does).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from obspy import UTCDateTime
+from seislens.models.event_preprocess import SAMPLING_RATE_HZ, WINDOW_S
+from seislens.service import errors as err
+from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
+from seislens.service.errors import InvalidParameterError, error_responses
+from seislens.service.event_search import (
+    EventOutcome,
+    StationOutcome,
+    parse_p_arrival,
+    read_miniseed,
+    run_events,
+)
+from seislens.service.schemas import (
+    EventClassifyResponse,
+    EventQueryInfo,
+    EventSearchResponse,
+    EventTiming,
+    EventWindowInfo,
+    Quantity,
+    SimilarEvent,
+    SkippedStation,
+    StationClassification,
+    StationEvents,
+)
+from seislens.service.settings import MAX_K
+from seislens.service.state import NO_EVENT_ENCODERS, EventBranch, LoadedBundle
+from seislens.service.uploads import saved_upload
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+_COMMON_ERRORS = (
+    err.NO_EVENTS,
+    err.EMPTY_MSEED,
+    err.NOT_MSEED,
+    err.ONE_COMPONENT,
+    err.TOO_SHORT,
+    err.RATE_MISMATCH,
+    err.UNKNOWN_STATION,
+    err.LONG_GAP,
+    err.P_OUTSIDE,
+    err.DEAD_CHANNEL,
+    err.BAD_P_ARRIVAL,
+    err.K_OUT_OF_RANGE,
+    err.MISSING_FILE,
+    err.TOO_LARGE,
+    err.NOT_READY,
+)
+
+_FILE_DOC = (
+    "a miniSEED recording with three components per station (Z, N, E or Z, 1, 2), at "
+    f"least {WINDOW_S:.0f} s long"
+)
+_STATION_DOC = "only this station: 'STA' or 'NET.STA' (default: every station in the file)"
+_P_DOC = "a known P arrival (UTC, ISO 8601) to align the window on (default: STA/LTA trigger)"
+_K_DOC = "similar library events per station (default SEISLENS_DEFAULT_K, 10)"
+
+_ID_LEN = 64
+
+
+@dataclass(frozen=True)
+class EventParams:
+    """The parameters of an event query, from the query string or the form."""
+
+    station: str | None
+    p_arrival: UTCDateTime | None
+    p_arrival_text: str | None
+    k: int
+
+
+def _one(name: str, query: object, form: object) -> tuple[object, str]:
+    """The value given once, as a query parameter or a form field, and where."""
+    if query is not None and form is not None and query != form:
+        raise InvalidParameterError(
+            ("query", name),
+            f"{name} is given twice with different values: {query!r} as a query parameter "
+            f"and {form!r} as a form field; give it once",
+            "conflict",
+        )
+    return (query, "query") if query is not None else (form, "body")
+
+
+def _blank(text: str | None) -> str | None:
+    return text.strip() if text is not None and text.strip() else None
+
+
+async def event_params(
+    settings: SettingsDep,
+    station: Annotated[str | None, Query(max_length=_ID_LEN, description=_STATION_DOC)] = None,
+    p_arrival: Annotated[str | None, Query(max_length=_ID_LEN, description=_P_DOC)] = None,
+    k: Annotated[int | None, Query(ge=1, le=MAX_K, description=_K_DOC)] = None,
+    station_form: Annotated[
+        str | None, Form(alias="station", max_length=_ID_LEN, description=_STATION_DOC)
+    ] = None,
+    p_arrival_form: Annotated[
+        str | None, Form(alias="p_arrival", max_length=_ID_LEN, description=_P_DOC)
+    ] = None,
+    k_form: Annotated[int | None, Form(alias="k", ge=1, le=MAX_K, description=_K_DOC)] = None,
+) -> EventParams:
+    """Merge the query-string and form parameters; parse ``p_arrival``."""
+    sta, _ = _one("station", _blank(station), _blank(station_form))
+    p_text, where = _one("p_arrival", _blank(p_arrival), _blank(p_arrival_form))
+    k_value, _ = _one("k", k, k_form)
+    p_time = None
+    if p_text is not None:
+        try:
+            p_time = parse_p_arrival(str(p_text))
+        except ValueError as exc:
+            raise InvalidParameterError((where, "p_arrival"), str(exc), "bad_p_arrival") from exc
+    return EventParams(
+        station=None if sta is None else str(sta),
+        p_arrival=p_time,
+        p_arrival_text=None if p_time is None else str(p_time),
+        k=int(k_value) if k_value is not None else settings.default_k,  # type: ignore[call-overload]
+    )
+
+
+async def event_branch(bundle: BundleDep) -> EventBranch:
+    """The bundle's event branch; 404 when it has none."""
+    if bundle.events is None:
+        raise HTTPException(404, NO_EVENT_ENCODERS)
+    return bundle.events
+
+
+ParamsDep = Annotated[EventParams, Depends(event_params)]
+BranchDep = Annotated[EventBranch, Depends(event_branch)]
+FileField = Annotated[UploadFile, File(description=_FILE_DOC)]
+
+
+@router.post(
+    "/classify",
+    response_model=EventClassifyResponse,
+    responses=error_responses(*_COMMON_ERRORS),
+    summary="Classify a miniSEED recording: event type, source parameters, similar events",
+)
+def classify_events(
+    bundle: BundleDep,
+    branch: BranchDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    params: ParamsDep,
+    file: FileField,
+) -> EventClassifyResponse:
+    """Upload a three-component miniSEED recording; per station, get the event type
+    probabilities (earthquake, explosion, surface event, noise), the epicentral distance,
+    depth and magnitude the model infers (meaningless for noise), the top-k most similar
+    library events and the 60 s window used (aligned on `p_arrival` when given, else on
+    an STA/LTA trigger, else the start of the record)."""
+    query, outcome = _run(bundle, branch, settings, metrics, params, file, classify=True)
+    return EventClassifyResponse(
+        query=query,
+        stations=[_classification(branch, s) for s in outcome.stations],
+        skipped=_skipped(outcome),
+    )
+
+
+@router.post(
+    "/search",
+    response_model=EventSearchResponse,
+    responses=error_responses(*_COMMON_ERRORS, err.NO_EVENTS_INDEX),
+    summary="Find the library events most similar to a miniSEED recording",
+)
+def search_events(
+    bundle: BundleDep,
+    branch: BranchDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    params: ParamsDep,
+    file: FileField,
+) -> EventSearchResponse:
+    """The similar-event half of `classify_events`, on the same path: per station, the
+    window used and the top-k library events by cosine similarity of the spectrum
+    embeddings."""
+    if branch.library is None:
+        raise HTTPException(503, f"similar-event search is unavailable: {branch.index_problem}")
+    query, outcome = _run(bundle, branch, settings, metrics, params, file, classify=False)
+    return EventSearchResponse(
+        query=query,
+        stations=[
+            StationEvents(
+                station=s.window.station,
+                channels=list(s.window.channels),
+                window=_window(s),
+                similar=_similar(s),
+            )
+            for s in outcome.stations
+        ],
+        skipped=_skipped(outcome),
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _run(
+    bundle: LoadedBundle,
+    branch: EventBranch,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    params: EventParams,
+    file: UploadFile,
+    classify: bool,
+) -> tuple[EventQueryInfo, EventOutcome]:
+    """Read the upload, run the event path, record the stage times."""
+    start = time.perf_counter()
+    filename = file.filename or "upload"
+    with saved_upload(file, settings.max_upload_bytes) as path:
+        upload = read_miniseed(path, filename)
+    read_s = time.perf_counter() - start
+    outcome = run_events(
+        branch,
+        upload,
+        params.station,
+        params.p_arrival,
+        params.k,
+        classify,
+        settings.max_event_stations,
+    )
+    outcome.seconds["read"] = read_s
+    for stage, seconds in outcome.seconds.items():
+        metrics.event_stage.labels(stage).observe(seconds)
+    ms = {stage: round(s * 1000, 3) for stage, s in outcome.seconds.items()}
+    notes = list(upload.notes)
+    if branch.library is None:
+        notes.append(f"no similar events: {branch.index_problem}")
+    query = EventQueryInfo(
+        filename=filename,
+        traces=upload.traces,
+        stations_in_file=upload.stations,
+        station=params.station,
+        p_arrival=params.p_arrival_text,
+        k=params.k,
+        bundle=bundle.name,
+        library_events=branch.count,
+        notes=notes,
+        timing=EventTiming(
+            read_ms=ms["read"],
+            preprocess_ms=ms["preprocess"],
+            embed_ms=ms["embed"],
+            classify_ms=ms["classify"],
+            search_ms=ms["search"],
+            total_ms=round((time.perf_counter() - start) * 1000, 3),
+        ),
+    )
+    return query, outcome
+
+
+def _window(s: StationOutcome) -> EventWindowInfo:
+    w = s.window
+    p_offset = None if w.p_sample is None else w.p_sample / SAMPLING_RATE_HZ
+    return EventWindowInfo(
+        start=str(w.start),
+        end=str(w.end),
+        seconds=WINDOW_S,
+        rule=w.rule,
+        p_time=None if p_offset is None else str(w.start + p_offset),
+        p_offset_s=p_offset,
+        padded_s=w.padded_s,
+        input_sampling_rate_hz=w.input_sampling_rate_hz,
+    )
+
+
+def _similar(s: StationOutcome) -> list[SimilarEvent]:
+    return [
+        SimilarEvent(
+            rank=rank,
+            id=rec.id,
+            score=round(float(score), 6),
+            label=rec.family,
+            source=rec.source,
+            metadata=rec.metadata,
+        )
+        for rank, (rec, score) in enumerate(zip(s.records, s.scores, strict=True), 1)
+    ]
+
+
+def _classification(branch: EventBranch, s: StationOutcome) -> StationClassification:
+    assert s.probabilities is not None and s.regression is not None
+    classes = branch.classes
+    probs = np.asarray(s.probabilities, dtype=np.float64)
+    units = branch.embedder.targets
+
+    def quantity(name: str, default_unit: str) -> Quantity:
+        return Quantity(
+            value=round(float(s.regression[name]), 3),  # type: ignore[index]
+            unit=units.get(name, default_unit),
+        )
+
+    return StationClassification(
+        station=s.window.station,
+        channels=list(s.window.channels),
+        window=_window(s),
+        probabilities={c: round(float(p), 6) for c, p in zip(classes, probs, strict=True)},
+        label=classes[int(probs.argmax())],
+        distance_km=quantity("distance", "km"),
+        depth_km=quantity("depth", "km"),
+        magnitude=quantity("magnitude", "magnitude units"),
+        similar=_similar(s),
+    )
+
+
+def _skipped(outcome: EventOutcome) -> list[SkippedStation]:
+    return [SkippedStation(station=k, reason=why) for k, why in outcome.skipped]
