@@ -172,19 +172,15 @@ def load_view_cache(cfg: EventTrainConfig, root: Path, progress: bool = True) ->
 def _build_cache(
     cfg: EventTrainConfig, ds: EventDataset, path: Path, key: str, progress: bool
 ) -> None:
-    train = _select(ds, cfg.data.train_split, cfg.data.max_train, cfg.seed)
-    val = _select(ds, cfg.data.val_split, cfg.data.max_val, cfg.seed)
     if "split" not in ds.metadata.columns:
         raise EventRunError(
             f"{cfg.data.folder}: metadata has no 'split' column; training needs one "
             "(train/dev/test per trace, as SeisBench datasets have)"
         )
+    train = _select(ds, cfg.data.train_split, cfg.data.max_train, cfg.seed)
+    val = _select(ds, cfg.data.val_split, cfg.data.max_val, cfg.seed)
     if len(train) == 0:
-        splits = (
-            sorted(ds.metadata["split"].astype(str).unique())
-            if "split" in ds.metadata.columns
-            else []
-        )
+        splits = sorted(ds.metadata["split"].astype(str).unique())
         raise EventRunError(
             f"{cfg.data.folder}: no labelled trace in split {cfg.data.train_split!r} "
             f"(splits present: {splits}; labels map onto {list(CLASSES)})"

@@ -274,3 +274,6 @@ def test_evaluate_any_seisbench_folder_maps_and_counts_labels(tiny_bundle, tiny_
     assert [result["head"]["per_class"][c]["support"] for c in CLASSES] == [1, 1, 1, 0]
     with pytest.raises(ValueError, match="no 'split' column"):
         evaluate_events(tiny_bundle, folder, split="test")
+    cfg = load_event_config("tiny", {"data": {"folder": str(folder)}})
+    with pytest.raises(EventRunError, match="no 'split' column"):
+        train_events(cfg, tmp_path / "run", progress=False)
