@@ -23,7 +23,6 @@ import io
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import obspy
+from _server import _start_server, _stop, _wait_ready
 
 CLASSIFY = "/v1/events/classify"
 OBSPY = Path(obspy.__file__).parent
@@ -185,42 +185,6 @@ def _rows(name: str, answer: dict) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------- server
-
-
-def _start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SEISLENS_PREFER_GPU": "true" if args.gpu else "false"}
-    if args.onnx_threads is not None:
-        env["SEISLENS_ONNX_THREADS"] = str(args.onnx_threads)
-    code = (
-        "import sys; from pathlib import Path; from seislens.service.server import serve; "
-        "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), 'warning')"
-    )
-    return subprocess.Popen([sys.executable, "-c", code, str(args.bundle), str(port)], env=env)
-
-
-def _wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"the server exited with status {proc.returncode} (see its log above)")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    _stop(proc)
-    sys.exit(f"the server was not ready within {timeout:.0f} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _free_port() -> int:
