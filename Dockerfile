@@ -25,6 +25,7 @@ RUN apt-get update \
 WORKDIR /opt/seislens
 COPY pyproject.toml README.md ./
 COPY seislens/ seislens/
+COPY data/*.py data/
 COPY models/ models/
 COPY index/ index/
 COPY training/ training/

@@ -82,7 +82,7 @@ def _peer_logits(model: nn.Module, spectra: np.ndarray, batch: int = 256) -> np.
 def train_peer(cache: Any, budget_s: float, max_epochs: int, seed: int) -> dict[str, Any]:
     """Train the peer on a SeisLens view cache for about ``budget_s`` seconds of training
     steps (the epoch count is set after the first epoch); keep the best dev epoch."""
-    from seislens.training.event_dataset import CLASSES
+    from seislens.models.contract import EVENT_CLASSES as CLASSES
     from seislens.training.event_metrics import classification_report
 
     torch.manual_seed(seed)
@@ -143,7 +143,7 @@ def train_peer(cache: Any, budget_s: float, max_epochs: int, seed: int) -> dict[
 
 
 def _dataset(args: argparse.Namespace) -> Path:
-    from seislens.training.event_synth import EventSynthConfig, generate_events
+    from seislens.data.event_synth import EventSynthConfig, generate_events
 
     folder = args.data or Path(f"data/events/synthetic-{args.count}-s{args.seed}")
     if args.data is not None and (folder / "metadata.csv").exists():
@@ -176,8 +176,9 @@ def _evaluate(bundle: Path, data: Path, window: str) -> dict[str, Any]:
 
 
 def _peer_report(peer: dict[str, Any], data: Path, pre: Any, window: str) -> dict[str, Any]:
-    from seislens.training.event_data import dataset_spectra
-    from seislens.training.event_dataset import CLASSES, EventDataset
+    from seislens.data.event_dataset import EventDataset
+    from seislens.data.event_views import dataset_spectra
+    from seislens.models.contract import EVENT_CLASSES as CLASSES
     from seislens.training.event_metrics import classification_report
 
     ds = EventDataset(data, split="test")
@@ -198,7 +199,7 @@ def _latency(fn: Any, x: np.ndarray, repeats: int = 50) -> float:
 
 
 def _row(name: str, rep: dict[str, Any], reg: dict[str, Any] | None, extra: str) -> str:
-    from seislens.training.event_dataset import CLASSES
+    from seislens.models.contract import EVENT_CLASSES as CLASSES
 
     f1 = " | ".join(f"{rep['per_class'][c]['f1']:.3f}" for c in CLASSES)
     dist = f"{reg['distance']['mae']:.1f}" if reg and reg["distance"]["mae"] is not None else "—"
@@ -210,7 +211,7 @@ def _row(name: str, rep: dict[str, Any], reg: dict[str, Any] | None, extra: str)
 
 
 def _table(title: str, rows: list[str]) -> str:
-    from seislens.training.event_dataset import CLASSES
+    from seislens.models.contract import EVENT_CLASSES as CLASSES
 
     head = (
         "| model | params (classifier path) / train s | accuracy | macro-F1 | "
@@ -316,8 +317,8 @@ def main() -> None:
 
     from seislens.index.bundle import read_manifest
     from seislens.index.event_library import build_events_index
+    from seislens.models.contract import EVENT_CLASSES as CLASSES
     from seislens.training.event_config import EventTrainConfig
-    from seislens.training.event_dataset import CLASSES
     from seislens.training.event_export import export_event_branch
     from seislens.training.event_metrics import plot_confusion
     from seislens.training.event_train import load_view_cache, train_events

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from seislens.training.forward import ForwardConfig, ricker, source_columns
-from seislens.training.velocity_families import velocity_models
-from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+from seislens.data.velocity_families import velocity_models
+from seislens.data.velocity_forward import ForwardConfig, ricker, source_columns
+from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
 
 def _init() -> None:

@@ -15,7 +15,7 @@ recall@10 against exact search:
 
 The library is the ENCODER'S OWN embeddings, not random vectors (random 256-d vectors
 are a worst case for graph indexes): velocity models drawn by
-``seislens.training.velocity_families`` (families cycled, seed 0; model i is family
+``seislens.data.velocity_families`` (families cycled, seed 0; model i is family
 i mod 8) and embedded by the bundle's ONNX velocity encoder, in ``--workers`` processes.
 The queries are the embeddings of ``--queries`` models drawn with another seed (1):
 embeddings of held-out gathers would be the real use but need forward modelling.
@@ -48,10 +48,10 @@ from typing import Any
 
 import faiss
 import numpy as np
+from seislens.data.velocity_families import FAMILIES, velocity_models
 from seislens.index.bundle import read_manifest, verify_encoders
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
 from seislens.models.embedders import VelocityEmbedder
-from seislens.training.velocity_families import FAMILIES, velocity_models
 from tqdm import tqdm
 
 LIBRARY_SEED = 0
@@ -455,7 +455,7 @@ def render_conditions(
             f"Python {platform.python_version()}",
             f"- bundle {args.bundle}, velocity encoder sha256 {tag}…",
             f"- library: the first N of one sequence of velocity models from "
-            f"seislens.training.velocity_families ({len(FAMILIES)} families cycled, seed "
+            f"seislens.data.velocity_families ({len(FAMILIES)} families cycled, seed "
             f"{LIBRARY_SEED}), embedded by the bundle's ONNX velocity encoder; ids 0..N-1; "
             f"{sources['library']}",
             f"- queries: {n_queries} velocity-model embeddings of models drawn with another "

@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from _server import _start_server, _stop, _wait_ready
-from seislens.service.readers import GATHER_SHAPE, write_segy
+from seislens.data.gather_files import write_segy
+from seislens.models.contract import GATHER_SHAPE
 
 SEARCH = "/v1/velocity/search"
 

@@ -23,8 +23,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.index.library import LoadedLibrary, build_velocity_index
+from seislens.models.contract import GATHER_SHAPE
 from seislens.models.descriptors import DESCRIPTOR_NAMES, compute_descriptors, relative_errors
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.velocity_preprocess import (
@@ -35,13 +37,7 @@ from seislens.models.velocity_preprocess import (
     velocity_from_features,
 )
 from seislens.training.metrics import ssim
-from seislens.training.openfwi import OpenFWIDataset
-from seislens.training.velocity_data import (
-    GATHER_SHAPE,
-    collect_arrays,
-    expand_folders,
-    gather_feature_cache,
-)
+from seislens.training.velocity_data import collect_arrays, expand_folders, gather_feature_cache
 from seislens.training.velocity_eval import closed_set, embed_dataset, open_set_from_neighbours
 
 RAW_NN = GatherPreprocess(decimate=8, log_alpha=1e-6)  # plain per-gather normalisation

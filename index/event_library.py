@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seislens.data.event_dataset import UNKNOWN, EventDataset, EventDatasetError, find_column
+from seislens.data.event_views import WindowMode, trace_views
 from seislens.index.bundle import (
     BundleError,
     encoder_hash,
@@ -44,16 +46,9 @@ from seislens.index.bundle import (
 )
 from seislens.index.metadata import ItemRecord, MetadataStore
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
+from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.models.event_embedders import EventEmbedder
 from seislens.models.event_preprocess import EventInputError
-from seislens.training.event_data import WindowMode, trace_views
-from seislens.training.event_dataset import (
-    CLASSES,
-    UNKNOWN,
-    EventDataset,
-    EventDatasetError,
-    _column,
-)
 from tqdm import tqdm
 
 INDEX_NAME = "events"
@@ -186,7 +181,9 @@ def _embed_parts(
         path = work / f"part-{k:06d}.npz"
         parts.append(path)
         if not path.exists():
-            columns = {key: _column(src.dataset.metadata, c) for key, c in METADATA_FIELDS.items()}
+            columns = {
+                key: find_column(src.dataset.metadata, c) for key, c in METADATA_FIELDS.items()
+            }
             spectra, info, labels, metas, names = [], [], [], [], []
             for i in rows:
                 try:

@@ -35,6 +35,7 @@ from seislens.index.bundle import (
 )
 from seislens.index.metadata import ItemRecord, MetadataStore
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
+from seislens.models.contract import VELOCITY_MODEL_SHAPE
 from seislens.models.descriptors import compute_descriptors, descriptors_as_dict
 from seislens.models.embedders import VelocityEmbedder
 from tqdm import tqdm
@@ -95,7 +96,7 @@ def discover_sources(paths: list[Path], max_per_folder: int | None = None) -> li
     for path, fam in files:
         arr = np.load(path, mmap_mode="r")
         shape = arr.shape[1:] if arr.ndim == 3 else arr.shape[2:] if arr.ndim == 4 else None
-        if shape != (70, 70) or (arr.ndim == 4 and arr.shape[1] != 1):
+        if shape != VELOCITY_MODEL_SHAPE or (arr.ndim == 4 and arr.shape[1] != 1):
             raise BundleError(
                 f"{path}: shape {arr.shape}; expected velocity models (n, 70, 70) or (n, 1, 70, 70)"
             )

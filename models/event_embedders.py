@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seislens.models.contract import SPECTRUM_SHAPE
 from seislens.models.embedders import OnnxEncoder, choose_providers
 from seislens.models.event_preprocess import (
-    SPECTRUM_SHAPE,
     EventInputError,
     EventPreprocessConfig,
     EventWindow,

@@ -9,7 +9,7 @@ SeisCLIP's two encoders, ending in L2-normalised ``embed_dim`` vectors:
   positions, ``depth`` pre-norm transformer blocks, and a linear projection of the CLS
   token;
 * :class:`InfoEncoder` — an MLP over SeisCLIP's 8 phase/source fields (raw units, in the
-  order of ``seislens.training.event_dataset.INFO_FIELDS``), divided by ``scales`` inside
+  order of ``seislens.data.event_dataset.INFO_FIELDS``), divided by ``scales`` inside
   the model so callers pass the fields as catalogued.
 
 :class:`EventHeads` read the spectrum encoder's unnormalised features: an event-type
@@ -28,24 +28,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from seislens.models.contract import EVENT_CLASSES
+from seislens.models.contract import EVENT_TARGETS as TARGETS
+from seislens.models.contract import INFO_SCALES as SEISCLIP_INFO_SCALES
 from torch import nn
 
-SPECTRUM_SHAPE = (3, 50, 120)
-"""(components, frequency rows, time frames) of the spectrum input."""
-
-SEISCLIP_INFO_SCALES: tuple[float, ...] = (6000.0, 6000.0, 1.0, 1.0, 60.0, 300.0, 360.0, 6000.0)
-"""SeisCLIP's divisors of the 8 info fields (equal to ``event_dataset.INFO_SCALES``)."""
-
-TARGETS: tuple[str, ...] = ("distance", "depth", "magnitude")
-"""Regression targets, in the order of the regressor's outputs."""
-
-TARGET_UNITS: dict[str, str] = {
-    "distance": "km",
-    "depth": "km",
-    "magnitude": "magnitude units (as catalogued, e.g. Mw)",
-}
-
-N_CLASSES = 4
+N_CLASSES = len(EVENT_CLASSES)
 
 
 class SpectrumEncoderConfig(BaseModel):

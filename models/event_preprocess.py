@@ -52,15 +52,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from obspy import Stream, Trace, UTCDateTime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import signal as sps
+from seislens.models.contract import (
+    COMPONENTS,
+    SAMPLING_RATE_HZ,
+    WINDOW_S,
+    WINDOW_SAMPLES,
+)
 
-SAMPLING_RATE_HZ = 100.0
-WINDOW_S = 60.0
-WINDOW_SAMPLES = 6000
 STFT_WINDOW = 100
 STFT_HOP = 50
 STFT_NFFT = 100
-SPECTRUM_SHAPE = (3, 50, 120)
-COMPONENTS = ("Z", "N", "E")
 _ALIASES = {"Z": ("Z",), "N": ("N", "1"), "E": ("E", "2")}
 _HANN = sps.get_window("hann", STFT_WINDOW)  # periodic, as SciPy's stft uses
 

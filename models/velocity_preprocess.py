@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from seislens.models.contract import V_MAX_M_S, V_MIN_M_S
 
 
 class GatherPreprocess(BaseModel):
@@ -39,8 +40,8 @@ class VelocityPreprocess(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    v_min: float = 1500.0
-    v_max: float = 4500.0
+    v_min: float = V_MIN_M_S
+    v_max: float = V_MAX_M_S
 
 
 class DescriptorPreprocess(BaseModel):

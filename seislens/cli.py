@@ -66,8 +66,8 @@ def data_velocity(
     shard_size: Annotated[int, typer.Option(help="samples per data{i}.npy shard")] = 500,
 ) -> None:
     """Generate an OpenFWI-format velocity dataset with deepwave (resumable)."""
-    from seislens.training.velocity_families import check_family
-    from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+    from seislens.data.velocity_families import check_family
+    from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
     if count <= 0:
         raise UsageError(f"--count must be positive; got {count}")
@@ -95,7 +95,7 @@ def data_events(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Generate a synthetic SeisBench-format event dataset (metadata.csv + waveforms.hdf5)."""
-    from seislens.training.event_synth import EventSynthConfig, generate_events
+    from seislens.data.event_synth import EventSynthConfig, generate_events
 
     if count <= 0:
         raise UsageError(f"--count must be positive; got {count}")
@@ -114,7 +114,7 @@ def data_show(
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("sample.png"),
 ) -> None:
     """Draw one sample's velocity model and its five shot gathers."""
-    from seislens.training.openfwi import OpenFWIDataset
+    from seislens.data.openfwi import OpenFWIDataset
     from seislens.training.plots import draw_sample
 
     ds = OpenFWIDataset(folder)

@@ -16,8 +16,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from seislens.data.gather_files import UploadError
 from seislens.models.event_preprocess import EventInputError
-from seislens.service.readers import UploadError
 from seislens.service.schemas import ErrorResponse, ValidationErrorResponse
 from seislens.service.state import BundleNotLoadedError
 

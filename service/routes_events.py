@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from obspy import UTCDateTime
-from seislens.models.event_preprocess import SAMPLING_RATE_HZ, WINDOW_S
+from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
 from seislens.service import errors as err
 from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
 from seislens.service.errors import InvalidParameterError, error_responses

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Response, UploadFile
+from seislens.data.gather_files import GatherUpload, read_gather
 from seislens.index.metadata import ItemRecord
 from seislens.models.descriptors import DESCRIPTOR_UNITS
 from seislens.service import errors as err
 from seislens.service.deps import BundleDep, EstimatesDep, MetricsDep, SettingsDep
 from seislens.service.errors import InvalidParameterError, error_responses
 from seislens.service.estimation import ESTIMATE_METHOD, Estimate
-from seislens.service.readers import GatherUpload, read_gather
 from seislens.service.rendering import (
     BINARY_RESPONSES,
     SPACING_M,

@@ -26,11 +26,11 @@ from seislens.index.bundle import BundleError, read_manifest, verify_encoders, v
 from seislens.index.event_library import INDEX_NAME as EVENTS_INDEX
 from seislens.index.event_library import LoadedEventLibrary
 from seislens.index.library import INDEX_NAME, LoadedLibrary
+from seislens.models.contract import GATHER_SHAPE
 from seislens.models.embedders import VelocityEmbedder, choose_providers
 from seislens.models.event_embedders import EventEmbedder
 from seislens.models.event_preprocess import stream_to_windows
 from seislens.service.event_search import warm_up_stream
-from seislens.service.readers import GATHER_SHAPE
 from seislens.service.settings import Settings
 
 log = logging.getLogger("seislens.service")

@@ -19,7 +19,7 @@ TINY_COUNT = 12
 def tiny_velocity_data(tmp_path_factory) -> Path:
     """Two families × 12 generated OpenFWI samples (parent folder)."""
     pytest.importorskip("deepwave")
-    from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+    from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
     root = tmp_path_factory.mktemp("velocity-data")
     for fam in TINY_FAMILIES:

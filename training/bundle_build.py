@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from seislens.data.velocity_families import FAMILIES
 from seislens.training.velocity_config import PRESETS_DIR, read_config_file
-from seislens.training.velocity_families import FAMILIES
 
 
 class BundlePreset(BaseModel):
@@ -46,7 +46,7 @@ def load_preset(name_or_path: str) -> BundlePreset:
 
 
 def _generate(preset: BundlePreset, split: str, count: int, seed: int) -> Path:
-    from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+    from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
     root = Path(preset.data_dir) / split
     for fam in preset.families:

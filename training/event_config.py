@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from seislens.models.event_encoders import SPECTRUM_SHAPE, EventClipConfig
-from seislens.models.event_preprocess import WINDOW_S, EventPreprocessConfig
-from seislens.training.event_dataset import CLASSES, INFO_FIELDS
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import INFO_FIELDS, SPECTRUM_SHAPE, WINDOW_S
+from seislens.models.event_encoders import EventClipConfig
+from seislens.models.event_preprocess import EventPreprocessConfig
 from seislens.training.velocity_config import PRESETS_DIR, read_config_file
 
 Split = Literal["train", "dev", "test"]

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seislens.data.event_dataset import EventDataset
+from seislens.data.event_views import WindowMode, dataset_spectra, event_targets
 from seislens.index.bundle import BundleError, read_manifest, verify_encoders
 from seislens.index.event_library import INDEX_NAME, LoadedEventLibrary
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import EVENT_TARGETS as TARGET_NAMES
 from seislens.models.event_embedders import EventEmbedder
-from seislens.training.event_data import TARGET_NAMES, WindowMode, dataset_spectra, event_targets
-from seislens.training.event_dataset import CLASSES, EventDataset
 from seislens.training.event_metrics import (
     classification_report,
     knn_vote,

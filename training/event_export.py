@@ -31,22 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 from seislens.index.bundle import MANIFEST, SCHEMA_VERSION, read_manifest, write_manifest
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import EVENT_TARGET_UNITS as TARGET_UNITS
+from seislens.models.contract import EVENT_TARGETS as TARGETS
+from seislens.models.contract import INFO_FIELDS, SAMPLING_RATE_HZ, SPECTRUM_SHAPE, WINDOW_S
+from seislens.models.contract import ONNX_OPSET as OPSET
 from seislens.models.embedders import choose_providers, sha256_file
-from seislens.models.event_encoders import (
-    SPECTRUM_SHAPE,
-    TARGET_UNITS,
-    TARGETS,
-    EventHeadsExport,
-    NormalizedInfo,
-    NormalizedSpectrum,
-)
-from seislens.models.event_preprocess import SAMPLING_RATE_HZ, WINDOW_S
-from seislens.training.event_dataset import CLASSES, INFO_FIELDS
+from seislens.models.event_encoders import EventHeadsExport, NormalizedInfo, NormalizedSpectrum
 from seislens.training.event_train import load_event_run
 
 from seislens import __version__
 
-OPSET = 17
 FILES = {
     "spectrum": "encoders/event_spectrum.onnx",
     "info": "encoders/event_info.onnx",

@@ -33,7 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from seislens.models.event_encoders import TARGET_UNITS, TARGETS, EventClip, build_event_clip
+from seislens.data.event_dataset import EventDataset, dataset_chunks
+from seislens.data.event_views import event_targets, trace_views
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import EVENT_TARGET_UNITS as TARGET_UNITS
+from seislens.models.contract import EVENT_TARGETS as TARGETS
+from seislens.models.event_encoders import EventClip, build_event_clip
 from seislens.models.event_preprocess import EventInputError
 from seislens.training.event_config import (
     EventTrainConfig,
@@ -41,8 +46,6 @@ from seislens.training.event_config import (
     StageConfig,
     load_event_config,
 )
-from seislens.training.event_data import event_targets, trace_views
-from seislens.training.event_dataset import CLASSES, EventDataset, _chunks
 from seislens.training.event_metrics import classification_report, regression_mae
 from seislens.training.metrics import recall_at_k
 from tqdm import tqdm
@@ -96,7 +99,7 @@ def dataset_fingerprint(folder: Path) -> list[dict[str, Any]]:
     """What identifies a SeisBench folder's content cheaply: per chunk, the metadata's
     SHA-256 and the waveform file's size and modification time."""
     out = []
-    for chunk in _chunks(folder):
+    for chunk in dataset_chunks(folder):
         meta = folder / f"metadata{chunk}.csv"
         wave = folder / f"waveforms{chunk}.hdf5"
         digest = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.is_file() else None

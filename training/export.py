@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from seislens.index.bundle import SCHEMA_VERSION, read_manifest, replace_dir, write_manifest
+from seislens.models.contract import ONNX_OPSET as OPSET
 from seislens.models.embedders import OnnxEncoder, choose_providers, sha256_file
 from seislens.models.velocity_encoders import Normalized
 from seislens.training.velocity_train import load_run
 
 from seislens import __version__
-
-OPSET = 17
 
 
 class ExportError(RuntimeError):

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from seislens.data.openfwi import MANIFEST, DatasetError, OpenFWIDataset, atomic_save_npy
+from seislens.models.contract import GATHER_SHAPE
 from seislens.models.velocity_preprocess import (
     GatherPreprocess,
     Preprocessing,
     fit_preprocessing,
     gather_features,
 )
-from seislens.training.openfwi import MANIFEST, DatasetError, OpenFWIDataset, atomic_save_npy
 from tqdm import tqdm
-
-GATHER_SHAPE = (5, 1000, 70)
 
 
 def expand_folders(paths: list[str] | list[Path]) -> list[Path]:

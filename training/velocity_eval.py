@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.index.library import LoadedLibrary
+from seislens.models.contract import GATHER_SHAPE
 from seislens.models.descriptors import DESCRIPTOR_NAMES, relative_errors
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.velocity_preprocess import VelocityPreprocess, velocity_features
 from seislens.training.metrics import cosine_stats, ssim, weighted_neighbours
-from seislens.training.openfwi import OpenFWIDataset
-from seislens.training.velocity_data import GATHER_SHAPE, expand_folders
+from seislens.training.velocity_data import expand_folders
 from tqdm import tqdm
 
 

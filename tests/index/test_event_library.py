@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seislens.data.event_dataset import EventDataset
+from seislens.data.event_synth import EventSynthConfig, generate_events
 from seislens.index import event_library
 from seislens.index.bundle import BundleError, read_manifest, write_manifest
 from seislens.index.event_library import LoadedEventLibrary, build_events_index
-from seislens.training.event_dataset import CLASSES, EventDataset
+from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.training.event_export import export_event_branch
-from seislens.training.event_synth import EventSynthConfig, generate_events
 from seislens.training.event_train import load_event_config, train_events
 
 torch.set_num_threads(1)
@@ -68,8 +69,8 @@ def test_build_search_and_metadata(bundle, events):
         noise = [r for r in lib.records(np.arange(32)) if r.family == "noise"]
         assert noise and all(r.metadata["magnitude"] is None for r in noise)
         # each indexed window finds itself first
+        from seislens.data.event_views import dataset_spectra
         from seislens.models.event_embedders import EventEmbedder
-        from seislens.training.event_data import dataset_spectra
 
         spectra, _, _ = dataset_spectra(
             ds, np.arange(5), EventEmbedder(bundle, manifest["events"]).pre

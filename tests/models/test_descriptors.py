@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
+from seislens.data.velocity_families import FAMILIES, draw_model, sample_rng
 from seislens.models.descriptors import (
     DESCRIPTOR_NAMES,
     compute_descriptors,
     descriptors_as_dict,
     relative_errors,
 )
-from seislens.training.velocity_families import FAMILIES, draw_model, sample_rng
 
 
 def two_layer(v1=2000.0, v2=3000.0, depth_cells=30):

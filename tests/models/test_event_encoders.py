@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from seislens.data.event_dataset import INFO_SCALES
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import EVENT_TARGETS as TARGETS
+from seislens.models.contract import INFO_FIELDS, SPECTRUM_SHAPE
 from seislens.models.event_encoders import (
-    SPECTRUM_SHAPE,
-    TARGETS,
     EventClipConfig,
     EventHeadsExport,
     NormalizedInfo,
@@ -17,7 +19,6 @@ from seislens.models.event_encoders import (
     build_event_clip,
     count_parameters,
 )
-from seislens.training.event_dataset import CLASSES, INFO_FIELDS, INFO_SCALES
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,8 @@ import obspy
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 from scipy.signal import stft
+from seislens.models.contract import SPECTRUM_SHAPE
 from seislens.models.event_preprocess import (
-    SPECTRUM_SHAPE,
     EventInputError,
     EventPreprocessConfig,
     condition_waveform,

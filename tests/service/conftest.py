@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.models.embedders import VelocityEmbedder
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
-from seislens.training.openfwi import OpenFWIDataset
 from service_helpers import ADMIN_TOKEN, EventBundle, Sample, library_id_of, segy_bytes
 
 
@@ -82,9 +82,9 @@ def tiny_event_bundle(tiny_bundle, tmp_path_factory) -> EventBundle:
     traces, the `tiny` events preset trained one epoch per stage, exported with its
     parity check and indexed over the 48 training traces."""
     torch = pytest.importorskip("torch")
+    from seislens.data.event_synth import EventSynthConfig, generate_events
     from seislens.index.event_library import build_events_index
     from seislens.training.event_export import export_event_branch
-    from seislens.training.event_synth import EventSynthConfig, generate_events
     from seislens.training.event_train import load_event_config, train_events
 
     torch.set_num_threads(1)

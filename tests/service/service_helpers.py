@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
+from seislens.data.gather_files import write_segy
 from seislens.index.bundle import read_manifest
 from seislens.index.metadata import MetadataStore
-from seislens.service.readers import write_segy
 
 ADMIN_TOKEN = "test-admin-token"
 

@@ -13,9 +13,10 @@ import numpy as np
 import obspy
 import pytest
 from obspy import Stream, Trace, UTCDateTime
+from seislens.data.event_dataset import EventDataset
 from seislens.index.bundle import BundleError, read_manifest, write_manifest
+from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.service.state import load_bundle
-from seislens.training.event_dataset import CLASSES, EventDataset
 
 CER = Path(obspy.__file__).parent / "io/seisan/tests/data/2005-07-23-1452-04S.CER___030.mseed"
 CLASSIFY = "/v1/events/classify"

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from seislens.data.gather_files import write_su
 from seislens.models.descriptors import DESCRIPTOR_NAMES, DESCRIPTOR_UNITS
 from seislens.service.estimation import (
     Estimate,
@@ -15,7 +16,6 @@ from seislens.service.estimation import (
     similarity_weights,
     weighted_mean_std,
 )
-from seislens.service.readers import write_su
 from seislens.training.metrics import weighted_neighbours
 from service_helpers import npy_bytes, search
 

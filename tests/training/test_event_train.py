@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from seislens.data.event_dataset import EventDataset
+from seislens.data.event_synth import EventSynthConfig, generate_events
 from seislens.index.bundle import MANIFEST, read_manifest, write_manifest
 from seislens.index.event_library import build_events_index
+from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.models.embedders import sha256_file
 from seislens.models.event_embedders import EventEmbedder
 from seislens.models.event_preprocess import dataset_waveform_to_spectrum
-from seislens.training.event_dataset import CLASSES, EventDataset
 from seislens.training.event_eval import evaluate_events, plot_confusion
 from seislens.training.event_export import EventExportError, export_event_branch
-from seislens.training.event_synth import EventSynthConfig, generate_events
 from seislens.training.event_train import (
     CHECKPOINT,
     EventRunError,
@@ -259,7 +260,7 @@ def test_presets_validate():
 def test_evaluate_any_seisbench_folder_maps_and_counts_labels(tiny_bundle, tiny_events, tmp_path):
     """PNW-style labels in ``source_type`` (no ``trace_category``), one label outside the
     classes, no ``split`` column: mapped, skipped and counted."""
-    from seislens.training.event_dataset import EventWriter
+    from seislens.data.event_dataset import EventWriter
 
     ds = EventDataset(tiny_events, split="test")
     names = {"earthquake": "earthquake", "explosion": "explosion", "surface": "surface event"}

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.models.embedders import VelocityEmbedder
-from seislens.training.openfwi import OpenFWIDataset
 from seislens.training.velocity_config import load_config
 from seislens.training.velocity_data import expand_folders
 from seislens.training.velocity_train import CHECKPOINT, load_run, train_velocity

@@ -9,9 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from seislens.training.event_dataset import (
-    CLASSES,
-    INFO_FIELDS,
+from seislens.data.event_dataset import (
     INFO_FILL,
     INFO_SCALES,
     EventDataset,
@@ -21,6 +19,8 @@ from seislens.training.event_dataset import (
     parse_trace_name,
     to_zne,
 )
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import INFO_FIELDS
 
 
 def _trace(seed: int, n: int) -> np.ndarray:

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from seislens.models.descriptors import compute_descriptors
-from seislens.training.forward import ForwardConfig, model_gathers
-from seislens.training.openfwi import (
+from seislens.data.openfwi import (
     MANIFEST,
     DatasetError,
     atomic_save_npy,
     atomic_write_json,
     read_manifest,
 )
-from seislens.training.velocity_families import check_family, velocity_models
+from seislens.data.velocity_families import check_family, velocity_models
+from seislens.data.velocity_forward import ForwardConfig, model_gathers
+from seislens.models.descriptors import compute_descriptors
 from tqdm import tqdm
 
 from seislens import __version__

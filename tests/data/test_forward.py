@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from seislens.training.forward import ForwardConfig, model_gathers, ricker, source_columns
+from seislens.data.velocity_forward import ForwardConfig, model_gathers, ricker, source_columns
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

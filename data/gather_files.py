@@ -47,12 +47,8 @@ from typing import Literal
 import numpy as np
 import segyio
 import segyio.su
-
-N_SHOTS = 5
-N_TIME = 1000
-N_RECEIVERS = 70
-TARGET_DT_MS = 1.0
-GATHER_SHAPE = (N_SHOTS, N_TIME, N_RECEIVERS)
+from seislens.models.contract import GATHER_DT_MS as TARGET_DT_MS
+from seislens.models.contract import GATHER_SHAPE, N_RECEIVERS, N_SHOTS, N_TIME
 
 _TARGET_DT_US = 1000
 _TEXT_HEADER_BYTES = 3200

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from seislens.training.openfwi import DatasetError, OpenFWIDataset
-from seislens.training.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+from seislens.data.openfwi import DatasetError, OpenFWIDataset
+from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
 pytest.importorskip("deepwave")
 

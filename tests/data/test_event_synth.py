@@ -12,8 +12,8 @@ import pytest
 from obspy.taup import TauPyModel
 from pydantic import ValidationError
 from scipy.signal import butter, sosfiltfilt
-from seislens.training.event_dataset import EventDataset
-from seislens.training.event_synth import (
+from seislens.data.event_dataset import EventDataset
+from seislens.data.event_synth import (
     KM_PER_DEG,
     MANIFEST_NAME,
     EventSynthConfig,

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from seislens.models.contract import NX, NZ
 
-NZ = NX = 70
 V_MIN, V_MAX = 1500.0, 4500.0
 
 FAMILIES: tuple[str, ...] = (

@@ -39,24 +39,13 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
-
-CLASSES: tuple[str, ...] = ("earthquake", "explosion", "surface", "noise")
-"""Event classes, in label-index order."""
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import INFO_FIELDS
+from seislens.models.contract import INFO_SCALES as CONTRACT_INFO_SCALES
 
 UNKNOWN = "unknown"
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
-INFO_FIELDS: tuple[str, ...] = (
-    "p_arrival_sample",
-    "s_arrival_sample",
-    "p_weight",
-    "s_weight",
-    "p_travel_time_s",
-    "distance_km",
-    "back_azimuth_deg",
-    "coda_end_sample",
-)
-"""SeisCLIP's eight phase/source fields, in the order of :meth:`EventDataset.info_vector`."""
 
 INFO_COLUMNS: dict[str, tuple[str, ...]] = {
     "p_arrival_sample": ("trace_p_arrival_sample", "p_arrival_sample"),
@@ -70,9 +59,8 @@ INFO_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Accepted metadata columns (lower-cased) for each info field, first match wins."""
 
-INFO_SCALES = np.array([6000.0, 6000.0, 1.0, 1.0, 60.0, 300.0, 360.0, 6000.0], np.float32)
-"""SeisCLIP's divisors bringing each info field to about [0, 1] (samples at 100 Hz in a
-60 s window, seconds / 60, km / 300, degrees / 360)."""
+INFO_SCALES = np.array(CONTRACT_INFO_SCALES, np.float32)
+"""The info fields' divisors (see ``seislens.models.contract.INFO_SCALES``)."""
 
 INFO_FILL = 0.0
 """Value of a missing info field (SeisCLIP's convention: NaN → 0 after scaling)."""
@@ -271,7 +259,7 @@ def to_zne(array: np.ndarray, component_order: str, dimension_order: str) -> np.
 # --------------------------------------------------------------------------- metadata
 
 
-def _chunks(folder: Path) -> list[str]:
+def dataset_chunks(folder: Path) -> list[str]:
     """Chunk suffixes of a SeisBench folder: ``[""]`` when unchunked."""
     listed = folder / "chunks"
     if listed.is_file():
@@ -289,7 +277,7 @@ def _read_metadata(folder: Path) -> pd.DataFrame:
     """All chunks' metadata concatenated, with a ``trace_chunk`` column added."""
     if not folder.is_dir():
         raise EventDatasetError(f"event dataset folder {folder} does not exist")
-    chunks = _chunks(folder)
+    chunks = dataset_chunks(folder)
     if not chunks:
         found = sorted(p.name for p in folder.iterdir())
         raise EventDatasetError(
@@ -313,7 +301,7 @@ def _read_metadata(folder: Path) -> pd.DataFrame:
     return metadata
 
 
-def _column(metadata: pd.DataFrame, aliases: tuple[str, ...]) -> str | None:
+def find_column(metadata: pd.DataFrame, aliases: tuple[str, ...]) -> str | None:
     """The first metadata column matching one of ``aliases`` (case-insensitive)."""
     lower = {c.lower(): c for c in metadata.columns}
     for alias in aliases:
@@ -337,7 +325,7 @@ def _info_matrix(metadata: pd.DataFrame) -> np.ndarray:
     """(N, 8) float64 raw info fields, NaN where missing (samples at the trace's own rate)."""
     out = np.full((len(metadata), len(INFO_FIELDS)), np.nan)
     for j, field in enumerate(INFO_FIELDS):
-        column = _column(metadata, INFO_COLUMNS[field])
+        column = find_column(metadata, INFO_COLUMNS[field])
         if column is not None:
             out[:, j] = _as_float(metadata[column])
     return out
@@ -345,7 +333,7 @@ def _info_matrix(metadata: pd.DataFrame) -> np.ndarray:
 
 def _labels(metadata: pd.DataFrame) -> np.ndarray:
     """(N,) str labels in :data:`CLASSES` or ``"unknown"``."""
-    column = _column(metadata, LABEL_COLUMNS)
+    column = find_column(metadata, LABEL_COLUMNS)
     if column is None:
         return np.full(len(metadata), UNKNOWN, dtype=object)
     return np.array([normalize_label(v) for v in metadata[column]], dtype=object)
@@ -504,7 +492,7 @@ class EventDataset:
     def _sampling_rates(self) -> np.ndarray:
         """(N,) Hz from ``trace_sampling_rate_hz``, else each chunk's data_format."""
         rates = np.full(len(self._metadata), np.nan)
-        column = _column(self._metadata, ("trace_sampling_rate_hz",))
+        column = find_column(self._metadata, ("trace_sampling_rate_hz",))
         if column is not None:
             rates = _as_float(self._metadata[column])
         missing = np.isnan(rates)

@@ -2,7 +2,7 @@
 
 Each trace is ``record_length_s`` (default 90 s) of Z, N, E ground velocity in nm/s at
 ``sampling_rate_hz`` (default 100 Hz), one of four classes, written in SeisBench's format
-by :class:`~seislens.training.event_dataset.EventWriter`. The physics, per class:
+by :class:`~seislens.data.event_dataset.EventWriter`. The physics, per class:
 
 * **Travel times** — first-arriving P and S (phases p/P/Pn, s/S/Sn) in ``iasp91``
   from :mod:`obspy.taup`, tabulated once per process on a (depth × distance) grid and
@@ -67,7 +67,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import fft as sfft
-from seislens.training.event_dataset import CLASSES, SPLITS, EventWriter
+from seislens.data.event_dataset import SPLITS, EventWriter
+from seislens.models.contract import EVENT_CLASSES as CLASSES
 from tqdm import tqdm
 
 GENERATOR_VERSION = 1
@@ -941,7 +942,7 @@ def synthesize(
 
 def _manifest(config: EventSynthConfig) -> dict[str, Any]:
     return {
-        "generator": "seislens.training.event_synth",
+        "generator": "seislens.data.event_synth",
         "version": GENERATOR_VERSION,
         "config": config.model_dump(mode="json"),
     }

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from seislens.data.event_dataset import INFO_COLUMNS, EventDataset, _as_float, find_column
+from seislens.models.contract import EVENT_CLASSES as CLASSES
+from seislens.models.contract import EVENT_TARGETS, INFO_FIELDS, SAMPLING_RATE_HZ, WINDOW_SAMPLES
 from seislens.models.event_preprocess import (
-    SAMPLING_RATE_HZ,
-    WINDOW_SAMPLES,
     EventInputError,
     EventPreprocessConfig,
     choose_window,
@@ -38,17 +39,9 @@ from seislens.models.event_preprocess import (
     cut_window,
     waveform_to_spectrum,
 )
-from seislens.training.event_dataset import (
-    CLASSES,
-    INFO_COLUMNS,
-    INFO_FIELDS,
-    EventDataset,
-    _as_float,
-    _column,
-)
 from tqdm import tqdm
 
-TARGET_NAMES: tuple[str, ...] = ("distance", "depth", "magnitude")
+TARGET_NAMES = EVENT_TARGETS
 """Regression targets, in the order of :func:`event_targets`' columns."""
 
 TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -77,7 +70,7 @@ def event_targets(ds: EventDataset) -> np.ndarray:
     """(N, 3) float64 distance (km), depth (km), magnitude; NaN where missing or noise."""
     out = np.full((len(ds), len(TARGET_NAMES)), np.nan)
     for j, name in enumerate(TARGET_NAMES):
-        column = _column(ds.metadata, TARGET_COLUMNS[name])
+        column = find_column(ds.metadata, TARGET_COLUMNS[name])
         if column is not None:
             out[:, j] = _as_float(ds.metadata[column])
     out[ds.label_ids == NOISE] = np.nan

@@ -10,14 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import segyio
-from seislens.service.readers import (
-    GATHER_SHAPE,
-    UploadError,
-    detect_format,
-    read_gather,
-    write_segy,
-    write_su,
-)
+from seislens.data.gather_files import UploadError, detect_format, read_gather, write_segy, write_su
+from seislens.models.contract import GATHER_SHAPE
 
 
 def _gather(seed: int = 0, nt: int = 1000, n_shots: int = 5, n_rec: int = 70) -> np.ndarray:
