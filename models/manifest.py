@@ -1,0 +1,155 @@
+"""The bundle manifest, typed: the central contract between training, index and service.
+
+A bundle's ``manifest.json`` holds one section per branch (``velocity``, ``events``: see
+:mod:`seislens.models.branches`), the library indexes built for them and provenance.
+Every reader and writer goes through :class:`Manifest`; nothing handles the manifest
+as an untyped dict. Free-form reports (evaluation, training metrics, provenance) stay
+open dicts inside the typed sections; the fields code relies on are typed.
+
+Schema versions: ``SCHEMA_VERSION`` is what this SeisLens writes; ``READABLE_VERSIONS``
+what it reads. A manifest of any other version is refused with a message that names
+its version and the versions this SeisLens reads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+READABLE_VERSIONS: tuple[int, ...] = (1,)
+MANIFEST_FILE = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing, malformed, of another schema version or inconsistent."""
+
+
+class _Open(BaseModel):
+    """A record with typed known fields that keeps unknown ones (written by newer code)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class EncoderEntry(_Open):
+    """One exported ONNX graph of a branch.
+
+    ``input_shape`` is the graph's input shape with ``"batch"`` for the batch axis, e.g.
+    ``["batch", 5, 125, 70]``; ``sha256`` and ``bytes`` describe ``file`` (relative to
+    the bundle root).
+    """
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    input_shape: list[int | str]
+    input: str | None = None
+    outputs: list[str] | None = None
+
+
+class BranchSection(_Open):
+    """What every branch section holds: its encoders, their embedding size, how they
+    were checked against torch (``parity``), preprocessing, and reports."""
+
+    embed_dim: int = Field(gt=0)
+    encoders: dict[str, EncoderEntry]
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    parity: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    training_metrics: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    exported: str | None = None
+    versions: dict[str, Any] = Field(default_factory=dict)
+
+
+class VelocitySection(BranchSection):
+    """The velocity branch: ``seismic``, ``velocity`` and ``descriptor`` encoders.
+
+    ``preprocessing`` holds ``gather`` (decimate, log_alpha, mean, std, n_time),
+    ``velocity`` (v_min, v_max in m/s) and ``descriptors`` (mean, std: 9 floats each).
+    """
+
+
+class EventSection(BranchSection):
+    """The event branch: ``spectrum``, ``info`` and ``heads`` graphs.
+
+    ``classes`` are the heads' labels in logit order; ``targets`` the regression outputs
+    with their units; ``window`` the window length (s), rate (Hz) and spectrum shape.
+    """
+
+    classes: list[str]
+    info_fields: list[str] = Field(default_factory=list)
+    targets: dict[str, str] = Field(default_factory=dict)
+    regression_outputs: list[str] = Field(default_factory=list)
+    window: dict[str, Any] = Field(default_factory=dict)
+
+
+class IndexEntry(_Open):
+    """One library index of the bundle, tied to the encoder that embedded it.
+
+    ``path`` is relative to the bundle root; ``encoder_sha256`` must equal the
+    branch's current ``encoders[encoder].sha256`` for the index to be served.
+    """
+
+    branch: str
+    encoder: str
+    encoder_sha256: str
+    path: str
+    count: int = Field(ge=0)
+    built: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(_Open):
+    """The whole ``manifest.json``."""
+
+    schema_version: int
+    name: str | None = None
+    created: str | None = None
+    seislens_version: str | None = None
+    versions: dict[str, Any] = Field(default_factory=dict)
+    velocity: VelocitySection | None = None
+    events: EventSection | None = None
+    indexes: dict[str, IndexEntry] = Field(default_factory=dict)
+
+    def section(self, branch: str) -> BranchSection | None:
+        """The section of ``branch`` (a registry name), or None when the bundle lacks it."""
+        value = getattr(self, branch, None)
+        return value if isinstance(value, BranchSection) else None
+
+    def with_section(self, branch: str, section: BranchSection | None) -> Manifest:
+        """A copy with ``branch``'s section replaced (None removes it); others untouched."""
+        return self.model_copy(update={branch: section})
+
+    def to_json(self) -> str:
+        """Stable JSON text (sorted keys, 2-space indent, trailing newline)."""
+        payload = self.model_dump(mode="json", exclude_none=True)
+        return json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def parse_manifest(payload: Any, where: str = "manifest") -> Manifest:
+    """Validate a decoded ``manifest.json``.
+
+    Raises:
+        ManifestError: not an object, a schema version this SeisLens does not read
+            (the message names it), or a field of the wrong type.
+    """
+    if not isinstance(payload, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(payload).__name__}")
+    version = payload.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise ManifestError(
+            f"{where}: bundle schema version {version!r}; this SeisLens reads version "
+            f"{readable} (re-export the bundle with this SeisLens, or use the SeisLens "
+            "that wrote it)"
+        )
+    try:
+        return Manifest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{where}: field {loc!r}: {first['msg']}") from exc
