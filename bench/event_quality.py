@@ -7,11 +7,12 @@ recordings through the bundle.
     python bench/event_quality.py --bundle B --data D      # score an existing bundle
 
 Steps: generate (or reuse) a synthetic SeisBench-format dataset; train the preset (or
-resume ``--run``, or take ``--bundle``); export into a bundle and index the dataset's
-train split; score the test split (windows on the catalogued P, and as an upload without
-a pick would get them); train the peer on the very same cached views for as many
-seconds as SeisLens trained (its best dev epoch kept, like SeisLens); print markdown
-tables and write confusion-matrix PNGs and ``results.json`` under ``--out``.
+resume ``--run``, or take ``--bundle``); export into a copy of the default bundle (a
+bundle needs its velocity branch) and index the dataset's train split; score the test
+split (windows on the catalogued P, and as an upload without a pick would get them);
+train the peer on the very same cached views for as many seconds as SeisLens trained
+(its best dev epoch kept, like SeisLens); print markdown tables and write
+confusion-matrix PNGs and ``results.json`` under ``--out``.
 
 The peer follows the description in Kharita et al. (2025, "Exploration of machine
 learning methods to seismic event discrimination in the Pacific Northwest"): a long,
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ SYNTHETIC_NOTE = (
     "SeisLens was trained on synthetic events only: what it says of real recordings is "
     "shown as-is, unvalidated, and makes no accuracy claim on real data."
 )
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "artifacts" / "default"
+"""The velocity branch an exported event run joins (copied, never written)."""
 
 
 # --------------------------------------------------------------------------- the peer
@@ -153,13 +158,13 @@ def _dataset(args: argparse.Namespace) -> Path:
 
 
 def _config(args: argparse.Namespace, data: Path) -> Any:
-    from seislens.training.event_train import load_event_config
+    from seislens.training.branch_training import load_config
 
     over: dict[str, Any] = {"data": {"folder": str(data)}, "threads": args.threads}
     if args.epochs is not None:
         over["clip"] = {"epochs": args.epochs}
         over["finetune"] = {"epochs": args.epochs}
-    return load_event_config(args.preset, over)
+    return load_config("events", args.preset, over)
 
 
 def _train_seconds(run: Path) -> float:
@@ -170,9 +175,9 @@ def _train_seconds(run: Path) -> float:
 
 
 def _evaluate(bundle: Path, data: Path, window: str) -> dict[str, Any]:
-    from seislens.training.event_eval import evaluate_events
+    from seislens.pipeline import evaluate
 
-    return evaluate_events(bundle, data, split="test", k=10, window=window)  # type: ignore[arg-type]
+    return evaluate("events", bundle, data, split="test", k=10, window=window)
 
 
 def _peer_report(peer: dict[str, Any], data: Path, pre: Any, window: str) -> dict[str, Any]:
@@ -226,16 +231,17 @@ def real_recordings(bundle: Path) -> list[dict[str, Any]]:
     """obspy's bundled recordings through the bundle (ONNX embedder + events index)."""
     import obspy
     from seislens.index.bundle import read_manifest
-    from seislens.index.event_library import INDEX_NAME, LoadedEventLibrary
+    from seislens.index.library import LoadedLibrary
+    from seislens.models.branches import EVENTS
     from seislens.models.event_embedders import EventEmbedder
     from seislens.models.event_preprocess import stream_to_windows
 
     root = Path(obspy.__file__).parent
     manifest = read_manifest(bundle)
-    embedder = EventEmbedder(bundle, manifest["events"])
+    embedder = EventEmbedder(bundle, manifest.events)
     library = (
-        LoadedEventLibrary.open(bundle, manifest)
-        if INDEX_NAME in manifest.get("indexes", {})
+        LoadedLibrary.open(bundle, manifest, EVENTS)
+        if EVENTS.index_name in manifest.indexes
         else None
     )
     cases = [
@@ -315,41 +321,46 @@ def main() -> None:
     parser.add_argument("--peer-max-epochs", type=int, default=60)
     args = parser.parse_args()
 
+    from seislens.index.builder import build
     from seislens.index.bundle import read_manifest
-    from seislens.index.event_library import build_events_index
+    from seislens.models.branches import EVENTS
     from seislens.models.contract import EVENT_CLASSES as CLASSES
+    from seislens.training.branch_training import train
+    from seislens.training.event_cache import load_view_cache
     from seislens.training.event_config import EventTrainConfig
-    from seislens.training.event_export import export_event_branch
     from seislens.training.event_metrics import plot_confusion
-    from seislens.training.event_train import load_view_cache, train_events
+
+    from seislens.pipeline import export_to_bundle
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     data = _dataset(args)
     if args.bundle:
         bundle = args.bundle
-        trained = read_manifest(bundle)["events"]["training"]
+        trained = dict(read_manifest(bundle).events.training)
         trained["data"]["folder"] = str(data)
         cfg = EventTrainConfig.model_validate(trained)
         cache_root = args.out / "peer-cache"
-        last = read_manifest(bundle)["events"]["training_metrics"]["last"] or {}
+        last = read_manifest(bundle).events.training_metrics["last"] or {}
         seislens_seconds = float(last.get("train_seconds_total", float("nan")))
-        if "events" not in read_manifest(bundle).get("indexes", {}):
-            build_events_index(bundle, [data], progress=True)
+        if EVENTS.index_name not in read_manifest(bundle).indexes:
+            build(bundle, EVENTS, [data])
     else:
         cfg = _config(args, data)
         run = args.run or args.out / "run"
         t0 = time.perf_counter()
-        train_events(cfg, run)
+        train(cfg, run)
         print(f"training: {time.perf_counter() - t0:.0f} s wall")
         seislens_seconds = _train_seconds(run)
         bundle = args.out / "bundle"
-        export_event_branch(run, bundle)
-        build_events_index(bundle, [data], progress=True)
+        if not bundle.exists():
+            shutil.copytree(DEFAULT_BUNDLE, bundle)
+        export_to_bundle("events", run, bundle)
+        build(bundle, EVENTS, [data])
         cache_root = run / "cache"
 
     manifest = read_manifest(bundle)
-    params = manifest["events"]["training"]["model"]
+    params = manifest.events.training["model"]
     results: dict[str, Any] = {"data": str(data), "bundle": str(bundle), "seislens": {}}
     for window in ("catalog", "auto"):
         results["seislens"][window] = _evaluate(bundle, data, window)
@@ -370,7 +381,7 @@ def main() -> None:
     from seislens.models.event_embedders import EventEmbedder
     from seislens.models.event_encoders import build_event_clip, count_parameters
 
-    embedder = EventEmbedder(bundle, manifest["events"], threads=args.threads)
+    embedder = EventEmbedder(bundle, manifest.events, threads=args.threads)
     one = np.abs(np.random.default_rng(0).standard_normal((1, 3, 50, 120))).astype(np.float32)
     clip_model = build_event_clip(params)
     n_params = count_parameters(clip_model.spectrum) + count_parameters(clip_model.heads)

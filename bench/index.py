@@ -51,6 +51,7 @@ import numpy as np
 from seislens.data.velocity_families import FAMILIES, velocity_models
 from seislens.index.bundle import read_manifest, verify_encoders
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
+from seislens.models.branches import VELOCITY
 from seislens.models.embedders import VelocityEmbedder
 from tqdm import tqdm
 
@@ -114,9 +115,9 @@ def encoder_tag(bundle: Path) -> tuple[str, int]:
     """The velocity encoder's SHA-256 (12 hex digits, checked against its file) and
     the embedding dimension: the cache key of the embeddings."""
     manifest = read_manifest(bundle)
-    verify_encoders(bundle, manifest, "velocity")
-    section = manifest["velocity"]
-    return str(section["encoders"]["velocity"]["sha256"])[:12], int(section["embed_dim"])
+    verify_encoders(bundle, manifest, VELOCITY)
+    section = manifest.velocity
+    return section.encoders["velocity"].sha256[:12], section.embed_dim
 
 
 def family_cycled_models(seed: int, start: int, stop: int) -> np.ndarray:
@@ -144,7 +145,7 @@ def _init_worker(bundle: str, threads: int) -> None:
     """Open the bundle's velocity embedder once per process."""
     global _EMBEDDER
     _EMBEDDER = VelocityEmbedder(
-        Path(bundle), read_manifest(Path(bundle))["velocity"], threads=threads
+        Path(bundle), read_manifest(Path(bundle)).velocity, threads=threads
     )
 
 

@@ -159,18 +159,17 @@ def _bench_encoders(args: argparse.Namespace, gather: np.ndarray) -> None:
     from seislens.index.bundle import read_manifest
     from seislens.models.embedders import OnnxEncoder
     from seislens.models.velocity_preprocess import Preprocessing, gather_features
-    from seislens.training.velocity_train import load_run
+    from seislens.training.branch_training import load_run
 
     threads = args.onnx_threads or 1
     torch.set_num_threads(threads)
     manifest = read_manifest(args.bundle)
-    section = manifest["velocity"]
-    pre = Preprocessing.model_validate(section["preprocessing"])
+    section = manifest.velocity
+    pre = Preprocessing.model_validate(section.preprocessing)
     onnx = OnnxEncoder(
-        args.bundle / section["encoders"]["seismic"]["file"], ["CPUExecutionProvider"], threads
+        args.bundle / section.encoders["seismic"].file, ["CPUExecutionProvider"], threads
     )
-    model, _ = load_run(args.run)
-    model.eval()
+    model = load_run(args.run, branch="velocity").network
     rows = []
     for batch in (1, args.batch):
         x = gather_features(np.repeat(gather[None], batch, axis=0), pre.gather)

@@ -11,12 +11,12 @@ import time
 
 import torch
 from seislens.models.velocity_encoders import build_velocity_clip
+from seislens.training.branch_training import load_config
 from seislens.training.losses import trimodal_loss
-from seislens.training.velocity_config import load_config
 
 
 def step_time(decimate: int, batch: int, repeats: int) -> float:
-    cfg = load_config("default", {"data": {"train": ["unused"]}})
+    cfg = load_config("velocity", "default", {"data": {"train": ["unused"]}})
     model_cfg = cfg.model.model_copy(deep=True)
     model_cfg.seismic.time_samples = 1000 // decimate
     model = build_velocity_clip(model_cfg)

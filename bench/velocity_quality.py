@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 from seislens.data.openfwi import OpenFWIDataset
+from seislens.index.builder import build
 from seislens.index.bundle import read_manifest
-from seislens.index.library import LoadedLibrary, build_velocity_index
+from seislens.index.library import LoadedLibrary
+from seislens.models.branches import VELOCITY
 from seislens.models.contract import GATHER_SHAPE
 from seislens.models.descriptors import DESCRIPTOR_NAMES, compute_descriptors, relative_errors
 from seislens.models.embedders import VelocityEmbedder
@@ -38,7 +40,12 @@ from seislens.models.velocity_preprocess import (
 )
 from seislens.training.metrics import ssim
 from seislens.training.velocity_data import collect_arrays, expand_folders, gather_feature_cache
-from seislens.training.velocity_eval import closed_set, embed_dataset, open_set_from_neighbours
+from seislens.training.velocity_eval import (
+    closed_set,
+    embed_dataset,
+    open_set,
+    open_set_from_neighbours,
+)
 
 RAW_NN = GatherPreprocess(decimate=8, log_alpha=1e-6)  # plain per-gather normalisation
 
@@ -100,7 +107,7 @@ def main() -> None:
         return
 
     manifest = read_manifest(args.bundle)
-    emb = VelocityEmbedder(args.bundle, manifest["velocity"])
+    emb = VelocityEmbedder(args.bundle, manifest.velocity)
     test_ds = [OpenFWIDataset(f, expect_shape=GATHER_SHAPE) for f in expand_folders([args.test])]
     train_ds = [OpenFWIDataset(f, expect_shape=GATHER_SHAPE) for f in expand_folders([args.train])]
     e = embed_dataset(emb, test_ds)
@@ -108,31 +115,15 @@ def main() -> None:
     train = collect_arrays(train_ds, None)
 
     # SeisLens with the bundle's library, and with every training model as library
-    lib = LoadedLibrary.open(args.bundle, manifest)
-    s, i = lib.index.search(e["seismic"], 10)
-    report["open_set"][f"SeisLens (bundle library, {len(lib)} models)"] = open_set_from_neighbours(
-        s,
-        i,
-        lib.descriptors(np.arange(len(lib))),
-        np.asarray(lib.models, np.float32),
-        e["desc"],
-        e["models"],
-    )
+    lib = LoadedLibrary.open(args.bundle, manifest, VELOCITY)
+    report["open_set"][f"SeisLens (bundle library, {len(lib)} models)"] = open_set(lib, e)
     lib.close()
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "bundle"
         shutil.copytree(args.bundle, full)
-        build_velocity_index(full, [args.train])
-        lib = LoadedLibrary.open(full, read_manifest(full))
-        s, i = lib.index.search(e["seismic"], 10)
-        report["open_set"][f"SeisLens (all {len(lib)} training models)"] = open_set_from_neighbours(
-            s,
-            i,
-            lib.descriptors(np.arange(len(lib))),
-            np.asarray(lib.models, np.float32),
-            e["desc"],
-            e["models"],
-        )
+        build(full, VELOCITY, [args.train])
+        lib = LoadedLibrary.open(full, read_manifest(full), VELOCITY)
+        report["open_set"][f"SeisLens (all {len(lib)} training models)"] = open_set(lib, e)
         lib.close()
 
     # raw-gather nearest neighbour over the training gathers
@@ -145,7 +136,7 @@ def main() -> None:
     )
     s, i = _topk(raw_test, raw_train, 10)
     report["open_set"]["raw-gather nearest neighbour"] = open_set_from_neighbours(
-        s, i, train.descriptors, train.models, e["desc"], e["models"]
+        s, i, train.descriptors, train.velocity_models, e["desc"], e["models"]
     )
 
     if not args.skip_inversionnet:
@@ -169,14 +160,14 @@ def _train_baseline(args, train_ds, train):
     if budget is None:
         lines = (args.run / "metrics.jsonl").read_text().splitlines()
         budget = sum(json.loads(x)["seconds"] for x in lines)
-    targets = velocity_features(train.models, pre.velocity)
+    targets = velocity_features(train.velocity_models, pre.velocity)
     return train_inversionnet(feats, targets, args.inversionnet_run, budget), budget
 
 
 def _inversionnet(args, manifest, train_ds, test_ds, train, e) -> dict:
     from seislens.training.inversionnet import describe, predict
 
-    pre = Preprocessing.model_validate(manifest["velocity"]["preprocessing"])
+    pre = Preprocessing.model_validate(manifest.velocity.preprocessing)
     model, budget = _train_baseline(args, train_ds, train)
     test_feats = np.concatenate(
         [gather_features(b, pre.gather) for d in test_ds for _, b in d.iter_gathers(100)]

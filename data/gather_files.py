@@ -76,7 +76,18 @@ GatherFormat = Literal["segy", "su", "npy"]
 
 class UploadError(ValueError):
     """An uploaded gather that cannot be used; the message says what was found and
-    what is expected (the API answers it with HTTP 400/422)."""
+    what is expected (the API answers it with HTTP 422).
+
+    Args:
+        message: what was found and what is expected.
+        reason: a short stable label of what is wrong ('empty', 'unknown_format',
+            'truncated', 'geometry', ...): the API answer's ``reason`` and its metrics
+            label.
+    """
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -128,7 +139,9 @@ def detect_format(path: Path, filename: str | None = None) -> GatherFormat:
     hint = _suffix_hint(path, filename)
     name = _display_name(path, filename)
     if size == 0:
-        raise UploadError(f"'{name}' is empty (0 bytes); expected a SEG-Y, SU or .npy gather")
+        raise UploadError(
+            f"'{name}' is empty (0 bytes); expected a SEG-Y, SU or .npy gather", reason="empty"
+        )
     if head.startswith(_NPY_MAGIC):
         return "npy"
     segy, segy_why = _sniff_segy(head, size)
@@ -139,7 +152,9 @@ def detect_format(path: Path, filename: str | None = None) -> GatherFormat:
         return "segy"
     if su:
         return "su"
-    raise UploadError(_unknown_format_message(name, head, hint, segy_why, su_why))
+    raise UploadError(
+        _unknown_format_message(name, head, hint, segy_why, su_why), reason="unknown_format"
+    )
 
 
 def _unknown_format_message(
@@ -259,7 +274,8 @@ def read_gather(path: Path, filename: str | None = None) -> GatherUpload:
         raise
     except Exception as exc:  # the contract: every failure is an UploadError
         raise UploadError(
-            f"could not read '{_display_name(Path(path), filename)}': {type(exc).__name__}: {exc}"
+            f"could not read '{_display_name(Path(path), filename)}': {type(exc).__name__}: {exc}",
+            reason="unreadable",
         ) from exc
 
 
@@ -298,19 +314,22 @@ def _check_segy_size(name: str, head: bytes, size: int, layout: _TraceLayout | N
     if data_bytes < 0:
         raise UploadError(
             f"'{name}' is truncated: its binary header announces {n_ext} extended textual "
-            f"headers ({n_ext * _TEXT_HEADER_BYTES} bytes) but the file ends after {size} bytes"
+            f"headers ({n_ext * _TEXT_HEADER_BYTES} bytes) but the file ends after {size} bytes",
+            reason="truncated",
         )
     if data_bytes == 0:
         raise UploadError(
             f"'{name}' is a SEG-Y file with 0 traces (headers only); expected "
-            f"{N_SHOTS * N_RECEIVERS} traces ({N_SHOTS} shots x {N_RECEIVERS} receivers)"
+            f"{N_SHOTS * N_RECEIVERS} traces ({N_SHOTS} shots x {N_RECEIVERS} receivers)",
+            reason="no_traces",
         )
     if data_bytes % trace_bytes:
         raise UploadError(
             f"'{name}' is a truncated SEG-Y file: {data_bytes} bytes of traces is "
             f"{data_bytes / trace_bytes:.2f} traces of {trace_bytes} bytes (240-byte header + "
             f"{layout.n_samples} samples x {bytes_per_sample} bytes); expected a whole number "
-            "of traces"
+            "of traces",
+            reason="truncated",
         )
 
 
@@ -347,10 +366,13 @@ def _load_with_segyio(
     except Exception as exc:
         raise UploadError(
             f"'{name}' could not be read as {_FORMAT_NAMES[fmt]} (segyio: {exc}); expected "
-            "equal-length traces of a supported sample format"
+            "equal-length traces of a supported sample format",
+            reason="unreadable",
         ) from exc
     if traces.ndim != 2 or traces.shape[0] == 0:
-        raise UploadError(f"'{name}' holds 0 traces; expected {N_SHOTS * N_RECEIVERS}")
+        raise UploadError(
+            f"'{name}' holds 0 traces; expected {N_SHOTS * N_RECEIVERS}", reason="no_traces"
+        )
     return traces.astype(np.float32, copy=False), headers, bin_interval
 
 
@@ -373,7 +395,8 @@ def _sample_interval_us(
     if bin_interval <= 0 and nonzero.size > 1:
         raise UploadError(
             f"'{name}' has traces with different sample intervals ({_list_us(nonzero)} us); "
-            "expected one sample interval for the whole gather"
+            "expected one sample interval for the whole gather",
+            reason="sample_interval",
         )
     if bin_interval > 0:
         if nonzero.size and not np.all(nonzero == bin_interval):
@@ -386,7 +409,8 @@ def _sample_interval_us(
         raise UploadError(
             f"'{name}' gives no sample interval: it is 0 in the binary header (bytes "
             "3217-3218) and in the trace headers (bytes 117-118); expected the interval "
-            "in microseconds (1000 for 1 ms)"
+            "in microseconds (1000 for 1 ms)",
+            reason="sample_interval",
         )
     return int(nonzero[0])
 
@@ -407,7 +431,8 @@ def _check_finite(name: str, samples: np.ndarray) -> None:
     first = int(np.argwhere(~finite)[0][0])
     raise UploadError(
         f"'{name}' holds {n_nan} NaN and {n_inf} Inf samples (first in trace {first + 1}); "
-        "expected finite amplitudes"
+        "expected finite amplitudes",
+        reason="non_finite",
     )
 
 
@@ -416,7 +441,8 @@ def _check_not_zero(name: str, gather: np.ndarray) -> None:
     if not np.any(gather):
         raise UploadError(
             f"'{name}' is zero everywhere in its first second; expected a recorded gather "
-            "with non-zero amplitudes"
+            "with non-zero amplitudes",
+            reason="all_zero",
         )
 
 
@@ -477,7 +503,7 @@ def _assign_shots(name: str, headers: dict[str, np.ndarray], n: int) -> tuple[np
             "headers do not tell shots apart; traces taken as stored shot by shot, "
             f"{N_RECEIVERS} per shot",
         )
-    raise UploadError(_geometry_message(name, n, informative))
+    raise UploadError(_geometry_message(name, n, informative), reason="geometry")
 
 
 def _geometry_message(name: str, n: int, informative: tuple[str, np.ndarray] | None) -> str:
@@ -550,7 +576,8 @@ def _to_target_time(
     if delay_ms >= N_TIME:
         raise UploadError(
             f"'{name}' starts recording {delay_ms} ms after the shot (DelayRecordingTime, "
-            "trace header bytes 109-110); expected it to start within the first second"
+            "trace header bytes 109-110); expected it to start within the first second",
+            reason="recording_delay",
         )
     if end_us < N_TIME * _TARGET_DT_US:
         starts = f" starting at {delay_ms} ms" if delay_ms else ""
@@ -558,7 +585,8 @@ def _to_target_time(
             f"'{name}' records up to {end_us / 1e6:.3f} s ({n_samples} samples at "
             f"{interval_us / 1000:g} ms{starts}); expected at least 1 s ({N_TIME} samples "
             "at 1 ms). Records shorter than 1 s are refused; longer ones are cut to their "
-            "first second"
+            "first second",
+            reason="too_short",
         )
     n_out = N_TIME - delay_ms  # 1 ms samples needed from the first recorded one
     if interval_us != _TARGET_DT_US:
@@ -600,7 +628,8 @@ def _delay_ms(name: str, delays: np.ndarray) -> int:
     if distinct.size > 1:
         raise UploadError(
             f"'{name}' has traces with different recording delays ({_list_us(distinct)} ms, "
-            "DelayRecordingTime); expected one start time for the whole gather"
+            "DelayRecordingTime); expected one start time for the whole gather",
+            reason="recording_delay",
         )
     return int(distinct[0])
 
@@ -615,16 +644,20 @@ def _read_npy(path: Path, name: str) -> GatherUpload:
     if shape not in (GATHER_SHAPE, (1, *GATHER_SHAPE)):
         raise UploadError(
             f"'{name}' holds an array of shape {shape}; expected {GATHER_SHAPE} "
-            f"(shots, time samples at 1 ms, receivers) or {(1, *GATHER_SHAPE)}"
+            f"(shots, time samples at 1 ms, receivers) or {(1, *GATHER_SHAPE)}",
+            reason="shape",
         )
     if dtype.kind not in "fiu":
         raise UploadError(
-            f"'{name}' holds dtype {dtype}; expected real numbers (float32 preferred)"
+            f"'{name}' holds dtype {dtype}; expected real numbers (float32 preferred)",
+            reason="dtype",
         )
     try:
         array = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise UploadError(f"'{name}' is not a readable .npy file: {exc}") from exc
+        raise UploadError(
+            f"'{name}' is not a readable .npy file: {exc}", reason="unreadable"
+        ) from exc
     data = np.ascontiguousarray(array.reshape(GATHER_SHAPE), dtype=np.float32)
     notes = [] if dtype == np.float32 else [f"converted from {dtype} to float32"]
     _check_finite(name, data.transpose(0, 2, 1).reshape(-1, N_TIME))
@@ -646,11 +679,14 @@ def _npy_header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, _, dtype = reader(fh)
     except Exception as exc:
-        raise UploadError(f"'{name}' has an unreadable .npy header: {exc}") from exc
+        raise UploadError(
+            f"'{name}' has an unreadable .npy header: {exc}", reason="unreadable"
+        ) from exc
     if dtype.hasobject:
         raise UploadError(
             f"'{name}' holds Python objects (pickled data), which are not accepted; "
-            f"expected a numeric array of shape {GATHER_SHAPE}"
+            f"expected a numeric array of shape {GATHER_SHAPE}",
+            reason="pickle",
         )
     return tuple(int(s) for s in shape), dtype
 
@@ -852,7 +888,7 @@ def _file_size(path: Path) -> int:
     try:
         return os.path.getsize(path)
     except OSError as exc:
-        raise UploadError(f"the upload could not be read: {exc}") from exc
+        raise UploadError(f"the upload could not be read: {exc}", reason="unreadable") from exc
 
 
 def _read_head(path: Path, n_bytes: int) -> bytes:

@@ -36,7 +36,8 @@ class Branch:
         section: the pydantic model of the branch's manifest section.
         embedder: ``"module:attribute"`` of the embedder class; it is called as
             ``cls(root, section, providers, threads)``.
-        file_prefix: prefix of the branch's ONNX file names under ``encoders/``.
+        file_prefix: prefix of the branch's ONNX file names under ``encoders/`` (see
+            :meth:`encoder_file`).
         required: whether a bundle without this branch is refused (the velocity
             branch is what every bundle serves; the event branch is optional).
     """
@@ -52,11 +53,14 @@ class Branch:
     file_prefix: str = ""
     required: bool = False
 
-    def encoder_file(self, encoder: str) -> str:
-        """The bundle-relative path an export writes ``encoder`` to."""
+    def encoder_file(self, encoder: str, sha256: str) -> str:
+        """The bundle-relative path an export writes ``encoder`` to, named by its content
+        (``encoders/<prefix><encoder>-<first 12 hex of sha256>.onnx``), so a new export
+        lands beside the files a running service still uses. Readers take the path from
+        the manifest's ``EncoderEntry.file``: bundles with other names stay readable."""
         if encoder not in self.encoders:
             raise KeyError(f"branch {self.name!r} has no encoder {encoder!r}")
-        return f"encoders/{self.file_prefix}{encoder}.onnx"
+        return f"encoders/{self.file_prefix}{encoder}-{sha256[:12]}.onnx"
 
     def embedder_class(self) -> Callable[..., Any]:
         """The embedder class, imported on first use (it needs onnxruntime)."""

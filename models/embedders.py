@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from seislens.models.manifest import BranchSection
 from seislens.models.velocity_preprocess import (
     Preprocessing,
     descriptor_features,
@@ -91,16 +91,16 @@ class VelocityEmbedder:
     def __init__(
         self,
         root: Path,
-        section: dict[str, Any],
+        section: BranchSection,
         providers: list[str] | None = None,
         threads: int = 0,
     ):
-        self.pre = Preprocessing.model_validate(section["preprocessing"])
-        enc = section["encoders"]
-        self.seismic = OnnxEncoder(root / enc["seismic"]["file"], providers, threads)
-        self.velocity = OnnxEncoder(root / enc["velocity"]["file"], providers, threads)
-        self.descriptor = OnnxEncoder(root / enc["descriptor"]["file"], providers, threads)
-        self.embed_dim = int(section["embed_dim"])
+        self.pre = Preprocessing.model_validate(section.preprocessing)
+        enc = section.encoders
+        self.seismic = OnnxEncoder(root / enc["seismic"].file, providers, threads)
+        self.velocity = OnnxEncoder(root / enc["velocity"].file, providers, threads)
+        self.descriptor = OnnxEncoder(root / enc["descriptor"].file, providers, threads)
+        self.embed_dim = section.embed_dim
 
     @property
     def provider(self) -> str:

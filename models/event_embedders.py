@@ -11,7 +11,6 @@ preprocessing settings (:attr:`EventEmbedder.pre`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from seislens.models.contract import SPECTRUM_SHAPE
@@ -22,6 +21,7 @@ from seislens.models.event_preprocess import (
     EventWindow,
     waveform_to_spectrum,
 )
+from seislens.models.manifest import EventSection
 
 
 class EventEmbedder:
@@ -37,32 +37,30 @@ class EventEmbedder:
     def __init__(
         self,
         root: Path,
-        section: dict[str, Any],
+        section: EventSection,
         providers: list[str] | None = None,
         threads: int = 0,
     ):
         import onnxruntime as ort
 
         root = Path(root)
-        enc = section["encoders"]
+        enc = section.encoders
         providers = providers or choose_providers()
-        self.pre = EventPreprocessConfig.model_validate(section["preprocessing"])
-        self.classes: tuple[str, ...] = tuple(section["classes"])
-        self.targets: dict[str, str] = dict(section["targets"])
-        self.embed_dim = int(section["embed_dim"])
-        self.spectrum = OnnxEncoder(root / enc["spectrum"]["file"], providers, threads)
-        self.info = OnnxEncoder(root / enc["info"]["file"], providers, threads)
+        self.pre = EventPreprocessConfig.model_validate(section.preprocessing)
+        self.classes: tuple[str, ...] = tuple(section.classes)
+        self.targets: dict[str, str] = dict(section.targets)
+        self.embed_dim = section.embed_dim
+        self.spectrum = OnnxEncoder(root / enc["spectrum"].file, providers, threads)
+        self.info = OnnxEncoder(root / enc["info"].file, providers, threads)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self._heads = ort.InferenceSession(
-            str(root / enc["heads"]["file"]), opts, providers=providers
-        )
+        self._heads = ort.InferenceSession(str(root / enc["heads"].file), opts, providers=providers)
         self._heads_input = self._heads.get_inputs()[0].name
         self._heads_outputs = [o.name for o in self._heads.get_outputs()]
         self.regression_outputs: tuple[str, ...] = tuple(
-            section.get("regression_outputs", ("distance", "depth", "magnitude"))
+            section.regression_outputs or ("distance", "depth", "magnitude")
         )
 
     @property

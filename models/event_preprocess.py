@@ -69,7 +69,17 @@ Rule = Literal["p_arrival", "sta_lta", "start"]
 
 
 class EventInputError(ValueError):
-    """A recording cannot become a model input; the message says what and why."""
+    """A recording cannot become a model input; the message says what and why.
+
+    Args:
+        message: what is wrong and what is expected.
+        reason: a short stable label of what is wrong ('components', 'too_short',
+            'gap', ...): the API answer's ``reason`` and its metrics label.
+    """
+
+    def __init__(self, message: str, reason: str = "unusable_recording") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class EventPreprocessConfig(BaseModel):
@@ -181,7 +191,8 @@ def condition_waveform(
     if config.freqmin_hz >= upper:
         raise EventInputError(
             f"sampling rate {sampling_rate} Hz is too low for a {config.freqmin_hz}-"
-            f"{config.freqmax_hz} Hz band-pass (upper corner capped at 0.9 × Nyquist = {upper} Hz)"
+            f"{config.freqmax_hz} Hz band-pass (upper corner capped at 0.9 × Nyquist = {upper} Hz)",
+            reason="low_sampling_rate",
         )
     sos = sps.butter(
         config.filter_corners,
@@ -293,10 +304,11 @@ def waveform_to_spectrum(
     if x.ndim < 2 or x.shape[-2:] != (3, WINDOW_SAMPLES):
         raise EventInputError(
             f"waveform has shape {x.shape}; expected (3, {WINDOW_SAMPLES}) = Z, N, E × 60 s "
-            "at 100 Hz (or a batch of them)"
+            "at 100 Hz (or a batch of them)",
+            reason="shape",
         )
     if not np.isfinite(x).all():
-        raise EventInputError("waveform holds NaN or infinite samples")
+        raise EventInputError("waveform holds NaN or infinite samples", reason="non_finite")
     log = config.log_spectrum if config else False
     return stft_magnitude(z_normalize(x), log=log).astype(np.float32)
 
@@ -321,9 +333,11 @@ def cut_dataset_window(
     config = config or EventPreprocessConfig()
     x = np.asarray(waveform, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != 3:
-        raise EventInputError(f"dataset waveform has shape {x.shape}; expected (3, n_samples)")
+        raise EventInputError(
+            f"dataset waveform has shape {x.shape}; expected (3, n_samples)", reason="shape"
+        )
     if not np.isfinite(x).all():
-        raise EventInputError("dataset waveform holds NaN or infinite samples")
+        raise EventInputError("dataset waveform holds NaN or infinite samples", reason="non_finite")
     conditioned = condition_waveform(x, sampling_rate, config)
     p100 = None
     if p_sample is not None and np.isfinite(p_sample):
@@ -364,7 +378,9 @@ def stream_to_windows(
     """
     config = config or EventPreprocessConfig()
     if not isinstance(stream, Stream) or len(stream) == 0:
-        raise EventInputError("no traces: expected an ObsPy Stream with 3-component data")
+        raise EventInputError(
+            "no traces: expected an ObsPy Stream with 3-component data", reason="no_traces"
+        )
     groups = _group_by_station(stream)
     if station is not None:
         key = _match_station(station, groups)
@@ -387,7 +403,8 @@ def _match_station(station: str, groups: dict[str, list[Trace]]) -> str:
         if wanted in (key.upper(), key.split(".", 1)[1].upper()):
             return key
     raise EventInputError(
-        f"station {station!r} is not in the file; stations present: {sorted(groups)}"
+        f"station {station!r} is not in the file; stations present: {sorted(groups)}",
+        reason="unknown_station",
     )
 
 
@@ -413,7 +430,8 @@ def _pick_components(key: str, traces: list[Trace]) -> dict[str, list[Trace]]:
         comps = sorted({t.stats.channel[-1:].upper() for t in traces})
         raise EventInputError(
             f"station {key} has channels {ids} (components {comps}); 3 components are "
-            "needed: Z plus N and E (or 1 and 2)"
+            "needed: Z plus N and E (or 1 and 2)",
+            reason="components",
         )
     return min(complete, key=lambda c: c[:3])[3]
 
@@ -426,17 +444,21 @@ def _merge_channel(traces: list[Trace], max_gap_s: float) -> Trace:
     ordered = sorted(pieces, key=lambda t: t.stats.starttime)
     for trace in ordered:
         if not np.isfinite(np.asarray(trace.data, dtype=np.float64)).all():
-            raise EventInputError(f"{trace.id} holds NaN or infinite samples")
+            raise EventInputError(f"{trace.id} holds NaN or infinite samples", reason="non_finite")
     rates = {t.stats.sampling_rate for t in ordered}
     if len(rates) > 1:
-        raise EventInputError(f"{ordered[0].id} has segments at different rates {sorted(rates)} Hz")
+        raise EventInputError(
+            f"{ordered[0].id} has segments at different rates {sorted(rates)} Hz",
+            reason="sampling_rate",
+        )
     for before, after in itertools.pairwise(ordered):
         missing = after.stats.starttime - before.stats.endtime - before.stats.delta
         if missing > max_gap_s + 1e-6:
             raise EventInputError(
                 f"{before.id} has a gap of {missing:.3f} s from {before.stats.endtime} to "
                 f"{after.stats.starttime}; gaps longer than {max_gap_s} s are refused "
-                "(shorter ones are filled by linear interpolation)"
+                "(shorter ones are filled by linear interpolation)",
+                reason="gap",
             )
     if len(ordered) == 1:
         return ordered[0].copy()
@@ -452,7 +474,8 @@ def _common_rate(traces: dict[str, Trace], tolerance: float) -> float:
         detail = ", ".join(f"{traces[c].id}: {r} Hz" for c, r in rates.items())
         raise EventInputError(
             f"components have different sampling rates ({detail}); they must agree to "
-            f"within {tolerance:.0e} (relative)"
+            f"within {tolerance:.0e} (relative)",
+            reason="sampling_rate",
         )
     return float(rates["Z"])
 
@@ -463,7 +486,9 @@ def _common_span(traces: dict[str, Trace], rate: float) -> tuple[np.ndarray, UTC
     end = min(t.stats.endtime for t in traces.values())
     if end < start:
         spans = ", ".join(f"{t.id}: {t.stats.starttime}–{t.stats.endtime}" for t in traces.values())
-        raise EventInputError(f"the 3 components do not overlap in time ({spans})")
+        raise EventInputError(
+            f"the 3 components do not overlap in time ({spans})", reason="no_overlap"
+        )
     rows = []
     for comp in COMPONENTS:
         trace = traces[comp]
@@ -477,11 +502,17 @@ def _common_span(traces: dict[str, Trace], rate: float) -> tuple[np.ndarray, UTC
 def _check_values(data: np.ndarray, traces: dict[str, Trace]) -> None:
     for row, comp in zip(data, COMPONENTS, strict=True):
         if not np.isfinite(row).all():
-            raise EventInputError(f"{traces[comp].id} holds NaN or infinite samples")
+            raise EventInputError(
+                f"{traces[comp].id} holds NaN or infinite samples", reason="non_finite"
+            )
         if np.all(row == 0):
-            raise EventInputError(f"{traces[comp].id} is all zeros (a dead channel)")
+            raise EventInputError(
+                f"{traces[comp].id} is all zeros (a dead channel)", reason="dead_channel"
+            )
         if np.ptp(row) == 0:
-            raise EventInputError(f"{traces[comp].id} is constant (a dead channel)")
+            raise EventInputError(
+                f"{traces[comp].id} is constant (a dead channel)", reason="dead_channel"
+            )
 
 
 def _station_window(
@@ -497,7 +528,8 @@ def _station_window(
         raise EventInputError(
             f"station {key}: {duration:.2f} s of 3-component data; the window needs "
             f"{WINDOW_S:.0f} s"
-            + (f" (at most {config.max_pad_s} s may be padded)" if config.max_pad_s else "")
+            + (f" (at most {config.max_pad_s} s may be padded)" if config.max_pad_s else ""),
+            reason="too_short",
         )
     p100 = None
     if p_arrival is not None:
@@ -505,7 +537,8 @@ def _station_window(
         last = start + (data.shape[1] - 1) / rate
         if not start <= p_arrival <= last:
             raise EventInputError(
-                f"p_arrival {p_arrival} is outside the data of station {key} ({start} – {last})"
+                f"p_arrival {p_arrival} is outside the data of station {key} ({start} – {last})",
+                reason="p_arrival_outside",
             )
         p100 = (p_arrival - start) * SAMPLING_RATE_HZ
     conditioned = condition_waveform(data, rate, config)

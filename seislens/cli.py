@@ -125,6 +125,9 @@ def data_show(
     typer.echo(f"wrote {out}")
 
 
+SET_HELP = "override one config value, e.g. optim.lr=2e-3 (repeat the option)"
+
+
 @train_app.command("velocity")
 @user_errors
 def train_velocity_cmd(
@@ -137,19 +140,27 @@ def train_velocity_cmd(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="override optim.epochs")] = None,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Train the velocity-branch encoders (resumes an interrupted run)."""
-    from seislens.training.velocity_config import load_config
-    from seislens.training.velocity_train import train_velocity
-
     overrides: dict[str, Any] = {}
     if data:
         overrides["data"] = {"train": [str(d) for d in data]}
     optim = {k: v for k, v in {"epochs": epochs, "max_steps": max_steps}.items() if v}
     if optim:
         overrides["optim"] = optim
-    cfg = load_config(config, overrides)
-    last = train_velocity(cfg, run)
+    _train("velocity", config, run, overrides, set_)
+
+
+def _train(
+    branch: str, config: str, run: Path, overrides: dict[str, Any], sets: list[str] | None
+) -> None:
+    """Load ``branch``'s config with the options' overrides (``--set`` last), train."""
+    from seislens.training.branch_training import load_config, train
+    from seislens.training.config import merge_overrides, parse_set_options
+
+    overrides = merge_overrides(overrides, parse_set_options(sets or []))
+    last = train(load_config(branch, config, overrides), run)
     typer.echo(f"run {run}: {last}")
 
 
@@ -157,30 +168,29 @@ def train_velocity_cmd(
 @user_errors
 def export_cmd(
     run: Annotated[Path, typer.Option(help="a training run folder")],
-    out: Annotated[Path, typer.Option(help="the bundle folder to write")],
+    bundle: Annotated[Path, typer.Option(help="the bundle folder to write (created if absent)")],
     branch: Annotated[
-        str, typer.Option(help="velocity (writes a new bundle) or events (adds to a bundle)")
+        str,
+        typer.Option(
+            help="velocity or events: only that branch's section and encoders are replaced"
+        ),
     ] = "velocity",
     tolerance: Annotated[float, typer.Option(help="max |onnx - torch| allowed")] = 1e-4,
+    which: Annotated[str, typer.Option(help="best (validation-selected) or last weights")] = (
+        "best"
+    ),
 ) -> None:
     """Export a run's encoders to ONNX (checked against torch) into a bundle."""
-    if branch == "velocity":
-        from seislens.training.export import export_velocity_bundle
+    from seislens.models.branches import BRANCH_NAMES
+    from seislens.pipeline import export_to_bundle
 
-        section = export_velocity_bundle(run, out, tolerance)["velocity"]
-    elif branch == "events":
-        from seislens.index.bundle import read_manifest
-        from seislens.training.event_export import export_event_branch
-
-        export_event_branch(run, out, tolerance)
-        section = read_manifest(out)["events"]
-    else:
-        raise UsageError(f"--branch must be velocity or events; got {branch!r}")
+    if branch not in BRANCH_NAMES:
+        raise UsageError(f"--branch must be one of {', '.join(BRANCH_NAMES)}; got {branch!r}")
+    section = export_to_bundle(branch, run, bundle, tolerance, which).section(branch)
     parity = {
-        k: f"{v['max_abs_diff']:.1e} on {v.get('provider', '?')}"
-        for k, v in section["parity"].items()
+        k: f"{v['max_abs_diff']:.1e} on {v.get('provider', '?')}" for k, v in section.parity.items()
     }
-    typer.echo(f"wrote {branch} encoders to {out}; onnxruntime vs torch: {parity}")
+    typer.echo(f"wrote {branch} encoders to {bundle}; onnxruntime vs torch: {parity}")
 
 
 @index_app.command("build")
@@ -196,23 +206,18 @@ def index_build_cmd(
     ] = "velocity",
     add: Annotated[bool, typer.Option(help="append to the existing index")] = False,
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq")] = "flat",
-    max_per_folder: Annotated[int | None, typer.Option(help="cap models per folder")] = None,
+    max_per_folder: Annotated[int | None, typer.Option(help="cap items per folder")] = None,
 ) -> None:
     """Embed a library into the bundle's index; the new index is swapped in atomically."""
+    from seislens.index.builder import BuildConfig, build
     from seislens.index.vector_index import VectorIndexConfig
+    from seislens.models.branches import BRANCH_NAMES, get_branch
 
-    cfg = VectorIndexConfig(kind=kind)
-    if branch == "velocity":
-        from seislens.index.library import build_velocity_index
-
-        entry = build_velocity_index(bundle, library, cfg, add=add, max_per_folder=max_per_folder)
-    elif branch == "events":
-        from seislens.index.event_library import build_events_index
-
-        entry = build_events_index(bundle, library, cfg, add=add, max_per_folder=max_per_folder)
-    else:
-        raise UsageError(f"--branch must be velocity or events; got {branch!r}")
-    typer.echo(f"{bundle}: {branch} index {entry['path']} with {entry['count']} items")
+    if branch not in BRANCH_NAMES:
+        raise UsageError(f"--branch must be one of {', '.join(BRANCH_NAMES)}; got {branch!r}")
+    cfg = BuildConfig(index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder)
+    entry = build(bundle, get_branch(branch), library, cfg)
+    typer.echo(f"{bundle}: {branch} index {entry.path} with {entry.count} items")
 
 
 @eval_app.command("velocity")
@@ -225,9 +230,9 @@ def eval_velocity_cmd(
     """Closed- and open-set metrics of a bundle on OpenFWI-format data."""
     import json
 
-    from seislens.training.velocity_eval import evaluate_velocity
+    from seislens.pipeline import evaluate
 
-    result = evaluate_velocity(bundle, data, progress=not json_out)
+    result = evaluate("velocity", bundle, data, progress=not json_out)
     if json_out:
         typer.echo(json.dumps(result))
         return
@@ -242,7 +247,7 @@ def bundle_build_cmd(
     """Generate data, train, export, index and evaluate a whole bundle (resumable)."""
     import json
 
-    from seislens.training.bundle_build import build_bundle, load_preset
+    from seislens.pipeline import build_bundle, load_preset
 
     result = build_bundle(load_preset(preset))
     typer.echo(
@@ -286,14 +291,11 @@ def train_events_cmd(
         "runs/events"
     ),
     data: Annotated[Path | None, typer.Option(help="SeisBench-format folder (overrides)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Train the event-branch encoders and heads (resumes an interrupted run)."""
-    from seislens.training.event_config import load_event_config
-    from seislens.training.event_train import train_events
-
     overrides: dict[str, Any] = {"data": {"folder": str(data)}} if data else {}
-    last = train_events(load_event_config(config, overrides), run)
-    typer.echo(f"run {run}: {last}")
+    _train("events", config, run, overrides, set_)
 
 
 @eval_app.command("events")
@@ -307,9 +309,9 @@ def eval_events_cmd(
     """Event-type accuracy, macro-F1, k-NN vote and source-parameter errors of a bundle."""
     import json
 
-    from seislens.training.event_eval import evaluate_events
+    from seislens.pipeline import evaluate
 
-    result = evaluate_events(bundle, data, split=None if split == "all" else split)
+    result = evaluate("events", bundle, data, split=None if split == "all" else split)
     typer.echo(json.dumps(result) if json_out else json.dumps(result, indent=2))
 
 

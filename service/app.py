@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from seislens.index.bundle import BundleError
+from seislens.models.branches import BRANCHES, EVENTS, VELOCITY
 from seislens.service.api import api_router
+from seislens.service.error_docs import documented_openapi
 from seislens.service.errors import install_exception_handlers
 from seislens.service.estimation import EstimateStore
 from seislens.service.metrics import MetricsMiddleware, ServiceMetrics
@@ -42,8 +45,9 @@ Upload a three-component miniSEED recording and get back, per station, the event
 model infers, and the most similar events of the library (when the bundle has an event
 branch).
 
-Every error answers `{"detail": "<message>"}` (a 422 adds `errors`, the invalid
-parameters).
+Every error answers `{"detail": "<message>", "reason": "<label>"}`: what is wrong and
+what is expected, and a short stable label of the cause (a 422 adds `errors`, the
+invalid parameters). Each documented error example is the answer the service gives.
 """
 
 TAGS = [
@@ -78,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle = await run_in_threadpool(_load_at_startup, settings)
         holder.replace(bundle)
-        metrics.bundle_loaded(bundle.count, bundle.events.count if bundle.events else 0)
+        metrics.bundle_loaded(bundle.library_size(VELOCITY.name), bundle.library_size(EVENTS.name))
         watcher = None
         if settings.watch_interval_s > 0:
             watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.estimates = EstimateStore(settings.estimate_cache_size)
     install_exception_handlers(app)
+    app.openapi = functools.partial(documented_openapi, app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -119,33 +124,32 @@ def _load_at_startup(settings: Settings) -> LoadedBundle:
     except BundleError as exc:
         log.error("cannot start: bundle %s cannot be served: %s", settings.bundle, exc)
         raise
-    runtime = bundle.runtime
-    log.info(
-        "serving bundle %s from %s: %d velocity models (%s index), families %s",
-        bundle.name,
-        bundle.path,
-        bundle.count,
-        bundle.library.index.kind,
-        ", ".join(bundle.families),
-    )
-    events = bundle.events
-    if events is None:
-        log.info("no event branch in this bundle: the events routes answer 404")
-    else:
+    log.info("serving bundle %s from %s", bundle.name, bundle.path)
+    for name, branch in BRANCHES.items():
+        loaded = bundle.branches.get(name)
+        if loaded is None:
+            log.info("no %s branch in this bundle: its routes answer 404", name)
+            continue
+        library = loaded.library
         log.info(
-            "event branch: classes %s, %d library events%s",
-            ", ".join(events.classes),
-            events.count,
-            f" ({events.index_problem})" if events.index_problem else "",
+            "%s branch: %d %ss (%s index), families %s%s",
+            name,
+            loaded.count,
+            branch.item,
+            library.index.kind if library else "no",
+            ", ".join(loaded.families),
+            f" ({loaded.index_problem})" if loaded.index_problem else "",
         )
-    log.info(
-        "ONNX Runtime execution provider: %s (available: %s)",
-        runtime.execution_provider,
-        ", ".join(runtime.available_providers),
-    )
-    log.info(
-        "FAISS index on GPU: %s (%s)",
-        "yes" if runtime.gpu_index else "no",
-        runtime.gpu_index_reason,
-    )
+        log.info(
+            "%s branch: ONNX Runtime execution provider: %s (available: %s)",
+            name,
+            loaded.embedder.provider,
+            ", ".join(bundle.runtime.available_providers),
+        )
+        log.info(
+            "%s branch: FAISS index on GPU: %s (%s)",
+            name,
+            "yes" if loaded.gpu_index else "no",
+            loaded.gpu_index_reason,
+        )
     return bundle

@@ -10,8 +10,9 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from seislens.service.errors import AdminDisabledError, MissingTokenError, WrongTokenError
 from seislens.service.estimation import EstimateStore
 from seislens.service.metrics import ServiceMetrics
 from seislens.service.settings import Settings
@@ -68,19 +69,12 @@ async def require_admin(
     with a wrong one.
     """
     if settings.admin_token is None:
-        raise HTTPException(
-            404,
-            "the admin API is disabled: no admin token is configured (set SEISLENS_ADMIN_TOKEN)",
-        )
+        raise AdminDisabledError()
     if credentials is None or not credentials.credentials:
-        raise HTTPException(
-            401,
-            "missing bearer token: send 'Authorization: Bearer <SEISLENS_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise MissingTokenError()
     expected = settings.admin_token.get_secret_value().encode()
     if not secrets.compare_digest(credentials.credentials.encode(), expected):
-        raise HTTPException(403, "invalid admin token")
+        raise WrongTokenError()
 
 
 AdminDep = Depends(require_admin)

@@ -1,10 +1,7 @@
-"""Estimates from the top-k neighbours (NumPy only) and the store that serves them.
+"""The store of recent velocity estimates, downloadable by query id.
 
-The inferred descriptors and the estimated velocity model are similarity-weighted
-averages over the top-k library items: weights are a softmax of the cosine scores at
-a temperature (0.05 by default, the value the evaluation uses), so a neighbour 0.05
-less similar than the best counts e⁻¹ as much. The spread is the weighted standard
-deviation around that mean.
+The estimates themselves are made by :mod:`seislens.models.estimation`, the one
+estimator shared with the evaluation.
 """
 
 from __future__ import annotations
@@ -16,41 +13,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-
-ESTIMATE_METHOD = "similarity-weighted mean of top-k"
-
-
-def similarity_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax weights (k,) summing to 1 from cosine scores (k,), best first.
-
-    Args:
-        scores: finite cosine similarities of the neighbours.
-        temperature: softmax temperature (> 0); smaller favours the best match.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 1 or scores.size == 0:
-        raise ValueError(f"scores have shape {scores.shape}; expected (k,) with k >= 1")
-    if temperature <= 0:
-        raise ValueError(f"temperature is {temperature}; expected > 0")
-    w = np.exp((scores - scores.max()) / temperature)
-    return w / w.sum()
-
-
-def weighted_mean_std(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mean and standard deviation over the first axis.
-
-    Args:
-        values: (k, ...) neighbour values (descriptors (k, 9), models (k, 70, 70)).
-        weights: (k,) non-negative weights summing to 1.
-
-    Returns:
-        mean (...) and std (...), float64.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64).reshape((-1,) + (1,) * (v.ndim - 1))
-    mean = (w * v).sum(axis=0)
-    var = (w * (v - mean) ** 2).sum(axis=0)
-    return mean, np.sqrt(np.maximum(var, 0.0))
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ from seislens.models.event_preprocess import (
     EventWindow,
     stream_to_windows,
 )
+from seislens.service.library_search import Neighbours, search_library
 
 if TYPE_CHECKING:
-    from seislens.service.state import EventBranch
+    from seislens.service.state import LoadedBranch
 
 log = logging.getLogger("seislens.service")
 
@@ -99,7 +100,9 @@ def read_miniseed(path: Path, filename: str) -> RecordingUpload:
     """
     size = path.stat().st_size
     if size == 0:
-        raise EventInputError(f"{filename!r} is empty (0 bytes); expected a miniSEED file")
+        raise EventInputError(
+            f"{filename!r} is empty (0 bytes); expected a miniSEED file", reason="empty"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -114,10 +117,13 @@ def read_miniseed(path: Path, filename: str) -> RecordingUpload:
                 + (f": {why}" if why else "")
                 + ")"
                 + (f"; it looks like {hint} data: convert it to miniSEED" if hint else "")
-                + "; expected miniSEED with 3-component (Z, N, E or Z, 1, 2) traces"
+                + "; expected miniSEED with 3-component (Z, N, E or Z, 1, 2) traces",
+                reason="unknown_format",
             ) from exc
     if len(stream) == 0:
-        raise EventInputError(f"{filename!r} holds no miniSEED traces ({size} bytes)")
+        raise EventInputError(
+            f"{filename!r} holds no miniSEED traces ({size} bytes)", reason="no_traces"
+        )
     notes: list[str] = []
     for w in caught:
         text = str(w.message).strip().splitlines()[0][:200] if str(w.message).strip() else ""
@@ -177,7 +183,8 @@ def select_windows(
             f"the file holds {len(upload.stations)} stations; at most {max_stations} are "
             "classified per request (SEISLENS_MAX_EVENT_STATIONS): pass `station` to pick "
             f"one of {', '.join(upload.stations[:20])}"
-            + (", …" if len(upload.stations) > 20 else "")
+            + (", …" if len(upload.stations) > 20 else ""),
+            reason="too_many_stations",
         )
     windows: list[EventWindow] = []
     skipped: list[tuple[str, str]] = []
@@ -188,7 +195,9 @@ def select_windows(
             skipped.append((key, str(exc)))
     if not windows:
         reasons = "; ".join(f"{key}: {why}" for key, why in skipped)
-        raise EventInputError(f"no station of the file can be used — {reasons}")
+        raise EventInputError(
+            f"no station of the file can be used — {reasons}", reason="no_usable_station"
+        )
     return windows, skipped
 
 
@@ -208,7 +217,8 @@ def _windows(
         log.warning("recording could not be preprocessed", exc_info=True)
         raise EventInputError(
             f"the recording could not be preprocessed ({type(exc).__name__}: {exc}); check "
-            "its headers (sampling rate, start times, channel codes)"
+            "its headers (sampling rate, start times, channel codes)",
+            reason="unusable_recording",
         ) from exc
 
 
@@ -216,7 +226,7 @@ def _windows(
 
 
 def run_events(
-    branch: EventBranch,
+    branch: LoadedBranch,
     upload: RecordingUpload,
     station: str | None,
     p_arrival: UTCDateTime | None,
@@ -249,31 +259,22 @@ def run_events(
     if classify:
         probs, reg = embedder.classify(spectra)
     t3 = time.perf_counter()
-    found: list[tuple[list[ItemRecord], np.ndarray]] = [([], np.zeros(0))] * len(windows)
+    found = [Neighbours.none()] * len(windows)
     if library is not None and vectors is not None and len(library):
-        scores, ids = library.search(vectors, k)
-        found = [_records(library.records(row), s) for row, s in zip(ids, scores, strict=True)]
+        found = search_library(library, vectors, k)
     t4 = time.perf_counter()
     stations = [
         StationOutcome(
             window=w,
             probabilities=None if probs is None else probs[i],
             regression=None if probs is None else {n: float(v[i]) for n, v in reg.items()},
-            records=found[i][0],
-            scores=found[i][1],
+            records=found[i].records,
+            scores=found[i].scores,
         )
         for i, w in enumerate(windows)
     ]
     seconds = {"preprocess": t1 - t0, "embed": t2 - t1, "classify": t3 - t2, "search": t4 - t3}
     return EventOutcome(stations, skipped, seconds)
-
-
-def _records(
-    records: list[ItemRecord | None], scores: np.ndarray
-) -> tuple[list[ItemRecord], np.ndarray]:
-    """Found records (empty slots and unknown ids dropped) and their scores."""
-    kept = [i for i, rec in enumerate(records) if rec is not None]
-    return [rec for rec in records if rec is not None], np.asarray(scores)[kept]
 
 
 # --------------------------------------------------------------------------- warm-up
@@ -298,3 +299,14 @@ def warm_up_stream(seconds: float = 70.0, rate: float = 100.0) -> Stream:
         }
         traces.append(Trace(data.astype(np.float32), header))
     return Stream(traces)
+
+
+def warm_up_events(branch: LoadedBranch) -> None:
+    """The whole event path once on a synthetic record (miniSEED-like stream →
+    windows → spectra → encoders → search): lazy imports and graph set-up happen
+    here, and graphs that cannot run here fail at load."""
+    spectra = branch.embedder.spectra(stream_to_windows(warm_up_stream(), branch.embedder.pre))
+    vectors = branch.embedder.embed_spectra(spectra)
+    branch.embedder.classify(spectra)
+    if branch.library is not None and len(branch.library):
+        branch.library.search(vectors, 1)

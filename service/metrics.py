@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+_UNLABELLED = {False: "unlabelled", True: "internal_error"}
+"""The reason of an error answer no handler labelled (a 500 escapes them all)."""
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -44,8 +47,14 @@ class ServiceMetrics:
         )
         self.uploads_rejected = Counter(
             "seislens_uploads_rejected",
-            "Uploads refused, by reason (too_large, empty, truncated, format, ...).",
+            "Uploads refused, by reason (too_large, empty, unknown_format, truncated, ...).",
             ["reason"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            "seislens_http_errors",
+            "Error answers (4xx, 5xx), by route template, status code and reason.",
+            ["route", "status", "reason"],
             registry=reg,
         )
         self.reloads = Counter(
@@ -91,7 +100,8 @@ class ServiceMetrics:
 
 class MetricsMiddleware:
     """Count and time every HTTP request by its route template (not its raw path, so
-    ids in paths do not multiply the series)."""
+    ids in paths do not multiply the series); count error answers by the ``reason``
+    their handler recorded (``request.state.error_reason``)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -118,3 +128,6 @@ class MetricsMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(template, method, str(status)).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - start)
+            if status >= 400:
+                reason = scope.get("state", {}).get("error_reason") or _UNLABELLED[status >= 500]
+                self.metrics.errors.labels(template, str(status), reason).inc()

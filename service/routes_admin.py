@@ -7,31 +7,74 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body
 from seislens.index.bundle import BundleError
-from seislens.service import errors as err
+from seislens.models.branches import EVENTS, VELOCITY
 from seislens.service.deps import AdminDep, HolderDep, MetricsDep, SettingsDep
-from seislens.service.errors import InvalidParameterError, error_responses
+from seislens.service.error_docs import ErrorDoc, error_responses
+from seislens.service.errors import (
+    AdminDisabledError,
+    ConflictError,
+    InvalidParameterError,
+    MissingTokenError,
+    WrongTokenError,
+)
 from seislens.service.schemas import BundleRef, ReloadRequest, ReloadResponse
 from seislens.service.settings import Settings
-from seislens.service.state import BundleHolder, LoadedBundle, ReloadInProgressError
+from seislens.service.state import BundleHolder, LoadedBundle, ReloadInProgressError, load_bundle
 
 log = logging.getLogger("seislens.service")
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 
 
+def bundle_refused(serving: str, exc: BundleError) -> ConflictError:
+    """The 409 of a reload to a bundle that cannot be served (``serving`` stays)."""
+    return ConflictError(f"bundle refused, still serving {serving!r}: {exc}", "bundle_refused")
+
+
+def outside_root(requested: str, root: Path) -> InvalidParameterError:
+    """The 422 of a reload to a path outside SEISLENS_BUNDLE_ROOT."""
+    return InvalidParameterError(
+        ("body", "bundle"),
+        f"{requested} is outside the bundle root {root}; expected a bundle inside it",
+        "outside_bundle_root",
+    )
+
+
+def _missing_bundle() -> BundleError:
+    """What loading a bundle that does not exist raises."""
+    try:
+        load_bundle(Path("/bundles/next"), Settings.model_construct())
+    except BundleError as exc:
+        return exc
+    raise AssertionError("/bundles/next is a bundle")
+
+
+_RELOAD_ERRORS = error_responses(
+    ErrorDoc(401, "token_missing", "No bearer token", MissingTokenError),
+    ErrorDoc(403, "token_wrong", "Wrong bearer token", WrongTokenError),
+    ErrorDoc(404, "admin_disabled", "Admin routes disabled", AdminDisabledError),
+    ErrorDoc(
+        409,
+        "bundle_refused",
+        "Bundle cannot be served (old one keeps serving)",
+        lambda: bundle_refused("default", _missing_bundle()),
+    ),
+    ErrorDoc(409, "reload_in_progress", "Another reload is running", ReloadInProgressError),
+    ErrorDoc(
+        422,
+        "outside_bundle_root",
+        "Path outside SEISLENS_BUNDLE_ROOT",
+        lambda: outside_root("../etc", Path("/bundles")),
+    ),
+)
+
+
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses=error_responses(
-        err.TOKEN_MISSING,
-        err.TOKEN_WRONG,
-        err.ADMIN_DISABLED,
-        err.RELOAD_REFUSED,
-        err.RELOAD_BUSY,
-        err.BUNDLE_OUTSIDE_ROOT,
-    ),
+    responses=_RELOAD_ERRORS,
     summary="Switch to another bundle (or re-read the current one)",
 )
 def reload_bundle(
@@ -48,16 +91,14 @@ def reload_bundle(
     start = time.perf_counter()
     try:
         previous, current = holder.reload(target, settings)
-    except ReloadInProgressError as exc:
-        raise HTTPException(409, str(exc)) from exc
     except BundleError as exc:
         metrics.reloads.labels("refused").inc()
         serving = holder.current.name if holder.current else "nothing"
         log.warning("reload to %s refused: %s", target, exc)
-        raise HTTPException(409, f"bundle refused, still serving {serving!r}: {exc}") from exc
+        raise bundle_refused(serving, exc) from exc
     seconds = time.perf_counter() - start
     metrics.reloads.labels("success").inc()
-    metrics.bundle_loaded(current.count, current.events.count if current.events else 0)
+    metrics.bundle_loaded(current.library_size(VELOCITY.name), current.library_size(EVENTS.name))
     log.info("reloaded: now serving %s from %s (%.2f s)", current.name, current.path, seconds)
     return ReloadResponse(
         previous=_ref(previous) if previous else None, current=_ref(current), seconds=seconds
@@ -75,15 +116,14 @@ def _target(requested: str | None, holder: BundleHolder, settings: Settings) -> 
         return path
     path = (root / path).resolve()
     if not path.is_relative_to(root.resolve()):
-        raise InvalidParameterError(
-            ("body", "bundle"),
-            f"{requested} is outside the bundle root {root}; expected a bundle inside it",
-            "outside_bundle_root",
-        )
+        raise outside_root(requested, root)
     return path
 
 
 def _ref(bundle: LoadedBundle) -> BundleRef:
     return BundleRef(
-        name=bundle.name, path=str(bundle.path), created=bundle.created, models=bundle.count
+        name=bundle.name,
+        path=str(bundle.path),
+        created=bundle.created,
+        models=bundle.library_size(VELOCITY.name),
     )

@@ -1,13 +1,16 @@
-"""The bundle route: what is being served."""
+"""The bundle route: what is being served, branch by branch of the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
-from seislens.service import errors as err
+from seislens.models.branches import BRANCHES
+from seislens.models.manifest import BranchSection
+from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep
-from seislens.service.errors import error_responses
+from seislens.service.error_docs import error_responses
 from seislens.service.schemas import (
     BundleResponse,
     EncoderInfo,
@@ -16,7 +19,7 @@ from seislens.service.schemas import (
     IndexInfo,
     RuntimeInfo,
 )
-from seislens.service.state import NO_EVENT_ENCODERS, EventBranch, LoadedBundle
+from seislens.service.state import NO_EVENT_ENCODERS, LoadedBranch, LoadedBundle
 
 router = APIRouter(prefix="/v1", tags=["bundle"])
 
@@ -24,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["bundle"])
 @router.get(
     "/bundle",
     response_model=BundleResponse,
-    responses=error_responses(err.NOT_READY),
+    responses=error_responses(docs.NOT_READY),
     summary="The bundle being served",
 )
 def get_bundle(bundle: BundleDep) -> BundleResponse:
@@ -38,68 +41,109 @@ def get_bundle(bundle: BundleDep) -> BundleResponse:
 
 
 def describe_bundle(bundle: LoadedBundle) -> BundleResponse:
-    """A :class:`BundleResponse` for a loaded bundle."""
-    manifest: dict[str, Any] = bundle.manifest
-    velocity: dict[str, Any] = manifest["velocity"]
-    entry = bundle.index_entry
+    """A :class:`BundleResponse` for a loaded bundle: the bundle's own facts, then each
+    registry branch's fields (:data:`DESCRIBERS`)."""
+    fields: dict[str, Any] = {}
+    for name in BRANCHES:
+        fields |= DESCRIBERS[name](bundle, bundle.branches.get(name))
     return BundleResponse(
         name=bundle.name,
         path=str(bundle.path),
         created=bundle.created,
-        schema_version=int(manifest["schema_version"]),
-        seislens_version=manifest.get("seislens_version"),
+        schema_version=bundle.manifest.schema_version,
+        seislens_version=bundle.manifest.seislens_version,
         loaded_at=bundle.loaded_at,
-        embed_dim=int(velocity["embed_dim"]),
-        encoders={k: EncoderInfo.model_validate(v) for k, v in velocity["encoders"].items()},
-        preprocessing=velocity.get("preprocessing", {}),
-        training_metrics=velocity.get("training_metrics"),
-        evaluation=velocity.get("evaluation"),
-        index=IndexInfo(
-            kind=bundle.library.index.kind,
-            count=bundle.count,
-            families=bundle.family_counts,
-            path=str(entry.get("path", "")),
-            built=entry.get("built"),
-            encoder_sha256=str(entry.get("encoder_sha256", "")),
-            config=bundle.library.index.config.model_dump(),
-            sources=[str(s) for s in entry.get("sources", [])],
-        ),
-        runtime=RuntimeInfo(**vars(bundle.runtime)),
-        events=describe_events(bundle.events, manifest) if bundle.events else None,
-        events_unavailable=None if bundle.events else NO_EVENT_ENCODERS,
+        **fields,
     )
 
 
-def describe_events(branch: EventBranch, manifest: dict[str, Any]) -> EventBranchInfo:
-    """An :class:`EventBranchInfo` for a loaded event branch."""
-    section: dict[str, Any] = manifest["events"]
+def _velocity_fields(bundle: LoadedBundle, branch: LoadedBranch | None) -> dict[str, Any]:
+    """The velocity branch (required: always loaded, with its library) at the top level."""
+    assert branch is not None and branch.library is not None
+    runtime = bundle.runtime
+    return {
+        **_section_fields(branch.section),
+        "index": IndexInfo(
+            **_index_fields(branch),
+            families=branch.family_counts,
+            sources=[str(s) for s in _entry_extra(branch, "sources", [])],
+        ),
+        "runtime": RuntimeInfo(
+            execution_provider=branch.embedder.provider,
+            available_providers=runtime.available_providers,
+            requested_providers=runtime.requested_providers,
+            onnx_threads=runtime.onnx_threads,
+            faiss_threads=runtime.faiss_threads,
+            gpu_index=branch.gpu_index,
+            gpu_index_reason=branch.gpu_index_reason,
+        ),
+    }
+
+
+def _event_fields(bundle: LoadedBundle, branch: LoadedBranch | None) -> dict[str, Any]:
+    """``events`` (null without an event branch) and ``events_unavailable``."""
+    if branch is None:
+        return {"events": None, "events_unavailable": NO_EVENT_ENCODERS}
     index = None
     if branch.library is not None:
-        entry = branch.library.entry
         index = EventIndexInfo(
-            kind=branch.library.index.kind,
-            count=branch.count,
-            per_class={str(k): int(v) for k, v in entry.get("per_class", {}).items()},
-            path=str(entry.get("path", "")),
-            built=entry.get("built"),
-            encoder_sha256=str(entry.get("encoder_sha256", "")),
-            window=entry.get("window"),
-            config=branch.library.index.config.model_dump(),
+            **_index_fields(branch),
+            per_class={str(k): int(v) for k, v in _entry_extra(branch, "per_class", {}).items()},
+            window=_entry_extra(branch, "window", None),
             sources=[
-                s if isinstance(s, dict) else {"folder": str(s)} for s in entry.get("sources", [])
+                s if isinstance(s, dict) else {"folder": str(s)}
+                for s in _entry_extra(branch, "sources", [])
             ],
             gpu_index=branch.gpu_index,
             gpu_index_reason=branch.gpu_index_reason,
         )
-    return EventBranchInfo(
-        classes=list(branch.classes),
-        embed_dim=branch.embedder.embed_dim,
-        encoders={k: EncoderInfo.model_validate(v) for k, v in section["encoders"].items()},
+    info = EventBranchInfo(
+        **_section_fields(branch.section),
+        classes=list(branch.embedder.classes),
         targets=dict(branch.embedder.targets),
-        preprocessing=dict(section.get("preprocessing", {})),
-        training_metrics=section.get("training_metrics"),
-        evaluation=section.get("evaluation"),
         execution_provider=branch.embedder.provider,
         index=index,
         index_problem=branch.index_problem,
     )
+    return {"events": info, "events_unavailable": None}
+
+
+DESCRIBERS: dict[str, Callable[[LoadedBundle, LoadedBranch | None], dict[str, Any]]] = {
+    "velocity": _velocity_fields,
+    "events": _event_fields,
+}
+"""Each registry branch's fields of the bundle response, by registry name."""
+
+
+def _section_fields(section: BranchSection) -> dict[str, Any]:
+    """What every branch reports from its manifest section."""
+    return {
+        "embed_dim": section.embed_dim,
+        "encoders": {
+            k: EncoderInfo.model_validate(v.model_dump(exclude_none=True))
+            for k, v in section.encoders.items()
+        },
+        "preprocessing": dict(section.preprocessing),
+        "training_metrics": section.training_metrics,
+        "evaluation": section.evaluation,
+    }
+
+
+def _index_fields(branch: LoadedBranch) -> dict[str, Any]:
+    """What every branch reports about its library index."""
+    assert branch.library is not None
+    entry = branch.library.entry
+    return {
+        "kind": branch.library.index.kind,
+        "count": branch.count,
+        "path": entry.path,
+        "built": entry.built,
+        "encoder_sha256": entry.encoder_sha256,
+        "config": branch.library.index.config.model_dump(),
+    }
+
+
+def _entry_extra(branch: LoadedBranch, key: str, default: Any) -> Any:
+    """A field the index entry's schema leaves open (``sources``, ``per_class``, ...)."""
+    assert branch.library is not None
+    return (branch.library.entry.model_extra or {}).get(key, default)

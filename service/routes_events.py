@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from obspy import UTCDateTime
+from seislens.models.branches import EVENTS
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
-from seislens.service import errors as err
+from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
-from seislens.service.errors import InvalidParameterError, error_responses
+from seislens.service.error_docs import ErrorDoc, error_responses
+from seislens.service.errors import (
+    InvalidParameterError,
+    NotFoundError,
+    UnavailableError,
+)
 from seislens.service.event_search import (
     EventOutcome,
     StationOutcome,
@@ -39,27 +45,45 @@ from seislens.service.schemas import (
     StationEvents,
 )
 from seislens.service.settings import MAX_K
-from seislens.service.state import NO_EVENT_ENCODERS, EventBranch, LoadedBundle
+from seislens.service.state import NO_EVENT_ENCODERS, LoadedBranch, LoadedBundle
 from seislens.service.uploads import saved_upload
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
+
+def no_event_branch() -> NotFoundError:
+    """The 404 of a bundle without an event branch."""
+    return NotFoundError(NO_EVENT_ENCODERS, "no_event_encoders")
+
+
+def no_events_index(problem: str) -> UnavailableError:
+    """The 503 of a similar-event search on an event branch served without its index."""
+    return UnavailableError(f"similar-event search is unavailable: {problem}", "no_events_index")
+
+
 _COMMON_ERRORS = (
-    err.NO_EVENTS,
-    err.EMPTY_MSEED,
-    err.NOT_MSEED,
-    err.ONE_COMPONENT,
-    err.TOO_SHORT,
-    err.RATE_MISMATCH,
-    err.UNKNOWN_STATION,
-    err.LONG_GAP,
-    err.P_OUTSIDE,
-    err.DEAD_CHANNEL,
-    err.BAD_P_ARRIVAL,
-    err.K_OUT_OF_RANGE,
-    err.MISSING_FILE,
-    err.TOO_LARGE,
-    err.NOT_READY,
+    ErrorDoc(404, "no_event_encoders", "The bundle has no event branch", no_event_branch),
+    *docs.RECORDING_ERRORS,
+    ErrorDoc(
+        422,
+        "bad_p_arrival",
+        "p_arrival not a time",
+        lambda: _p_arrival("yesterday", "query"),
+    ),
+    ErrorDoc(422, "conflict", "Given twice, differently", lambda: _one("station", "CER", "FUR")),
+    docs.K_OUT_OF_RANGE,
+    docs.MISSING_FILE,
+    docs.TOO_LARGE,
+    docs.NOT_READY,
+)
+_NO_EVENTS_INDEX = ErrorDoc(
+    503,
+    "no_events_index",
+    "The bundle has no usable events index",
+    lambda: no_events_index(
+        "the bundle has events encoders but no events index; build it (seislens index "
+        "build --branch events) to search similar items"
+    ),
 )
 
 _FILE_DOC = (
@@ -116,12 +140,7 @@ async def event_params(
     sta, _ = _one("station", _blank(station), _blank(station_form))
     p_text, where = _one("p_arrival", _blank(p_arrival), _blank(p_arrival_form))
     k_value, _ = _one("k", k, k_form)
-    p_time = None
-    if p_text is not None:
-        try:
-            p_time = parse_p_arrival(str(p_text))
-        except ValueError as exc:
-            raise InvalidParameterError((where, "p_arrival"), str(exc), "bad_p_arrival") from exc
+    p_time = None if p_text is None else _p_arrival(str(p_text), where)
     return EventParams(
         station=None if sta is None else str(sta),
         p_arrival=p_time,
@@ -130,15 +149,24 @@ async def event_params(
     )
 
 
-async def event_branch(bundle: BundleDep) -> EventBranch:
+def _p_arrival(text: str, where: str) -> UTCDateTime:
+    """``p_arrival`` as a UTC time; a 422 at ``(where, 'p_arrival')`` if it is none."""
+    try:
+        return parse_p_arrival(text)
+    except ValueError as exc:
+        raise InvalidParameterError((where, "p_arrival"), str(exc), "bad_p_arrival") from exc
+
+
+async def event_branch(bundle: BundleDep) -> LoadedBranch:
     """The bundle's event branch; 404 when it has none."""
-    if bundle.events is None:
-        raise HTTPException(404, NO_EVENT_ENCODERS)
-    return bundle.events
+    branch = bundle.branches.get(EVENTS.name)
+    if branch is None:
+        raise no_event_branch()
+    return branch
 
 
 ParamsDep = Annotated[EventParams, Depends(event_params)]
-BranchDep = Annotated[EventBranch, Depends(event_branch)]
+BranchDep = Annotated[LoadedBranch, Depends(event_branch)]
 FileField = Annotated[UploadFile, File(description=_FILE_DOC)]
 
 
@@ -172,7 +200,7 @@ def classify_events(
 @router.post(
     "/search",
     response_model=EventSearchResponse,
-    responses=error_responses(*_COMMON_ERRORS, err.NO_EVENTS_INDEX),
+    responses=error_responses(*_COMMON_ERRORS, _NO_EVENTS_INDEX),
     summary="Find the library events most similar to a miniSEED recording",
 )
 def search_events(
@@ -187,7 +215,7 @@ def search_events(
     window used and the top-k library events by cosine similarity of the spectrum
     embeddings."""
     if branch.library is None:
-        raise HTTPException(503, f"similar-event search is unavailable: {branch.index_problem}")
+        raise no_events_index(str(branch.index_problem))
     query, outcome = _run(bundle, branch, settings, metrics, params, file, classify=False)
     return EventSearchResponse(
         query=query,
@@ -209,7 +237,7 @@ def search_events(
 
 def _run(
     bundle: LoadedBundle,
-    branch: EventBranch,
+    branch: LoadedBranch,
     settings: SettingsDep,
     metrics: MetricsDep,
     params: EventParams,
@@ -289,9 +317,9 @@ def _similar(s: StationOutcome) -> list[SimilarEvent]:
     ]
 
 
-def _classification(branch: EventBranch, s: StationOutcome) -> StationClassification:
+def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassification:
     assert s.probabilities is not None and s.regression is not None
-    classes = branch.classes
+    classes = branch.embedder.classes
     probs = np.asarray(s.probabilities, dtype=np.float64)
     units = branch.embedder.targets
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
-from seislens.service import errors as err
+from seislens.models.branches import VELOCITY
+from seislens.service import error_docs as docs
 from seislens.service.deps import HolderDep, MetricsDep
-from seislens.service.errors import error_responses
+from seislens.service.error_docs import error_responses
 from seislens.service.metrics import CONTENT_TYPE
 from seislens.service.schemas import HealthResponse, ReadyResponse
+from seislens.service.state import BundleNotLoadedError
 
 router = APIRouter(tags=["health"])
 
@@ -22,15 +23,15 @@ async def get_health() -> HealthResponse:
 @router.get(
     "/readyz",
     response_model=ReadyResponse,
-    responses=error_responses(err.NOT_READY),
+    responses=error_responses(docs.NOT_READY),
     summary="Readiness probe",
 )
-async def get_readiness(holder: HolderDep) -> ReadyResponse | JSONResponse:
+async def get_readiness(holder: HolderDep) -> ReadyResponse:
     """200 when a bundle is loaded and searches are answered, else 503."""
     bundle = holder.current
     if bundle is None:
-        return JSONResponse({"detail": err.NOT_READY.detail}, 503, headers={"Retry-After": "5"})
-    return ReadyResponse(bundle=bundle.name, models=bundle.count)
+        raise BundleNotLoadedError("no bundle is loaded")
+    return ReadyResponse(bundle=bundle.name, models=bundle.library_size(VELOCITY.name))
 
 
 @router.get(

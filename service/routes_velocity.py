@@ -6,14 +6,17 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 from seislens.data.gather_files import GatherUpload, read_gather
 from seislens.index.metadata import ItemRecord
+from seislens.models.branches import VELOCITY
 from seislens.models.descriptors import DESCRIPTOR_UNITS
-from seislens.service import errors as err
+from seislens.models.estimation import ESTIMATE_METHOD
+from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, EstimatesDep, MetricsDep, SettingsDep
-from seislens.service.errors import InvalidParameterError, error_responses
-from seislens.service.estimation import ESTIMATE_METHOD, Estimate
+from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
+from seislens.service.errors import InvalidParameterError, NotFoundError
+from seislens.service.estimation import Estimate
 from seislens.service.rendering import (
     BINARY_RESPONSES,
     SPACING_M,
@@ -32,10 +35,10 @@ from seislens.service.schemas import (
     VelocityModelResponse,
     VelocitySearchResponse,
 )
-from seislens.service.search import SearchOutcome, descriptor_unit, search_gather
 from seislens.service.settings import MAX_K
 from seislens.service.state import LoadedBundle
 from seislens.service.uploads import saved_upload
+from seislens.service.velocity_search import SearchOutcome, descriptor_unit, search_gather
 
 router = APIRouter(prefix="/v1/velocity", tags=["velocity"])
 
@@ -44,19 +47,81 @@ FormatQuery = Annotated[
     Query(alias="format", description="json (nested lists), npy (float32 array) or png"),
 ]
 
+ModelIdPath = Annotated[int, Path(ge=0, description="the model's id (from a search)")]
+
+
+def unknown_family(family: str, families: list[str]) -> InvalidParameterError:
+    """The 422 for a family filter naming no family of the library."""
+    return InvalidParameterError(
+        ("query", "family"),
+        f"unknown family {family!r}; this library holds: {', '.join(families)}",
+        "unknown_family",
+    )
+
+
+def unknown_model(model_id: int, bundle: str, count: int) -> NotFoundError:
+    """The 404 for a model id the library (of ``count`` models) does not hold."""
+    return NotFoundError(
+        f"no velocity model with id {model_id}; the library of bundle {bundle!r} "
+        f"holds {count} models",
+        "unknown_model",
+    )
+
+
+def unknown_estimate(query_id: str, capacity: int) -> NotFoundError:
+    """The 404 for a query id whose estimate is not (or no longer) kept."""
+    return NotFoundError(
+        f"no estimate for query {query_id}; estimates are kept for the {capacity} most "
+        "recent searches",
+        "unknown_estimate",
+    )
+
+
+_BAD_FORMAT = ErrorDoc(
+    422,
+    "bad_format",
+    "Unknown format",
+    lambda: invalid_value(("query", "format"), ModelFormat, "tiff"),
+)
 _SEARCH_ERRORS = error_responses(
-    err.EMPTY_FILE,
-    err.TRUNCATED,
-    err.NOT_A_GATHER,
-    err.GEOMETRY,
-    err.NON_FINITE,
-    err.NPY_PICKLE,
-    err.K_OUT_OF_RANGE,
-    err.UNKNOWN_FAMILY,
-    err.MISSING_FILE,
-    err.TOO_LARGE,
-    err.NOT_READY,
-    err.STORE_UNAVAILABLE,
+    *docs.GATHER_ERRORS,
+    docs.K_OUT_OF_RANGE,
+    ErrorDoc(
+        422,
+        "unknown_family",
+        "Family not in the library",
+        lambda: unknown_family("flatvel-c", ["curvefault-b", "flatvel-a"]),
+    ),
+    docs.MISSING_FILE,
+    docs.TOO_LARGE,
+    docs.NOT_READY,
+    docs.STORE_UNAVAILABLE,
+)
+_MODEL_ERRORS = error_responses(
+    ErrorDoc(
+        404,
+        "unknown_model",
+        "No model with this id",
+        lambda: unknown_model(123456, "default", 5000),
+    ),
+    ErrorDoc(
+        422,
+        "bad_model_id",
+        "Id not a non-negative integer",
+        lambda: invalid_value(("path", "model_id"), ModelIdPath, "abc"),
+    ),
+    _BAD_FORMAT,
+    docs.NOT_READY,
+    docs.STORE_UNAVAILABLE,
+)
+_ESTIMATE_ERRORS = error_responses(
+    ErrorDoc(
+        404,
+        "unknown_estimate",
+        "Estimate expired or never made",
+        lambda: unknown_estimate("0f3c9a0e6d2b4f7e8a1c5b3d9e7f6a2c", 256),
+    ),
+    _BAD_FORMAT,
 )
 
 
@@ -96,7 +161,8 @@ def search_velocity(
         upload = read_gather(path, file.filename or "upload")
     read_s = time.perf_counter() - start
     k = k or settings.default_k
-    outcome = search_gather(bundle, upload.data, k, family, settings.estimate_temperature)
+    branch = bundle.branches[VELOCITY.name]
+    outcome = search_gather(branch, upload.data, k, family, settings.estimate_temperature)
     outcome.seconds["read"] = read_s
     for stage, seconds in outcome.seconds.items():
         metrics.search_stage.labels(stage).observe(seconds)
@@ -111,32 +177,21 @@ def search_velocity(
 @router.get(
     "/models/{model_id}",
     response_model=VelocityModelResponse,
-    responses={
-        **BINARY_RESPONSES,
-        **error_responses(
-            err.MODEL_NOT_FOUND,
-            err.BAD_MODEL_ID,
-            err.BAD_FORMAT,
-            err.NOT_READY,
-            err.STORE_UNAVAILABLE,
-        ),
-    },
+    responses={**BINARY_RESPONSES, **_MODEL_ERRORS},
     summary="A library velocity model",
 )
 def get_velocity_model(
     bundle: BundleDep,
-    model_id: Annotated[int, Path(ge=0, description="the model's id (from a search)")],
+    model_id: ModelIdPath,
     fmt: FormatQuery = "json",
 ) -> VelocityModelResponse | Response:
     """One library model as JSON, a float32 ``.npy`` array or a PNG image."""
-    record = bundle.library.store.get(model_id)
+    library = bundle.branches[VELOCITY.name].library
+    assert library is not None  # the velocity branch is served with its library
+    record = library.store.get(model_id)
     if record is None:
-        raise HTTPException(
-            404,
-            f"no velocity model with id {model_id}; the library of bundle {bundle.name!r} "
-            f"holds {bundle.count} models",
-        )
-    velocity = np.asarray(bundle.library.models[record.row], dtype=np.float32)
+        raise unknown_model(model_id, bundle.name, len(library))
+    velocity = np.asarray(library.array("models")[record.row], dtype=np.float32)
     if fmt == "npy":
         return npy_response(velocity, f"velocity-{model_id}.npy")
     if fmt == "png":
@@ -147,7 +202,7 @@ def get_velocity_model(
 @router.get(
     "/estimates/{query_id}",
     response_model=VelocityEstimateResponse,
-    responses={**BINARY_RESPONSES, **error_responses(err.ESTIMATE_NOT_FOUND, err.BAD_FORMAT)},
+    responses={**BINARY_RESPONSES, **_ESTIMATE_ERRORS},
     summary="The velocity model estimated by a search",
 )
 def get_velocity_estimate(
@@ -159,11 +214,7 @@ def get_velocity_estimate(
     searches (SEISLENS_ESTIMATE_CACHE_SIZE)."""
     estimate = estimates.get(query_id)
     if estimate is None:
-        raise HTTPException(
-            404,
-            f"no estimate for query {query_id}; estimates are kept for the "
-            f"{estimates.capacity} most recent searches",
-        )
+        raise unknown_estimate(query_id, estimates.capacity)
     if fmt == "npy":
         return npy_response(estimate.velocity, f"estimate-{query_id}.npy")
     if fmt == "png":
@@ -188,12 +239,9 @@ def get_velocity_estimate(
 
 def _check_family(bundle: LoadedBundle, family: str | None) -> None:
     """Refuse a family filter naming no family of the library (422)."""
-    if family is not None and family not in bundle.family_counts:
-        raise InvalidParameterError(
-            ("query", "family"),
-            f"unknown family {family!r}; this library holds: {', '.join(bundle.families)}",
-            "unknown_family",
-        )
+    branch = bundle.branches[VELOCITY.name]
+    if family is not None and family not in branch.family_counts:
+        raise unknown_family(family, branch.families)
 
 
 def _estimate(

@@ -13,6 +13,10 @@ class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer: one message saying what went wrong and what is expected."""
 
     detail: str = Field(description="what went wrong, and what was expected")
+    reason: str = Field(
+        description="a short stable label of the cause, e.g. 'truncated', 'unknown_family', "
+        "'not_ready' (also the `reason` label of the error metrics)"
+    )
 
 
 class FieldError(BaseModel):
@@ -20,7 +24,9 @@ class FieldError(BaseModel):
 
     loc: list[str | int] = Field(description="where: ['query', 'k'], ['body', 'file'], …")
     msg: str = Field(description="what is wrong with it")
-    type: str = Field(description="pydantic's error type, e.g. 'less_than_equal'")
+    type: str = Field(
+        description="pydantic's error type, e.g. 'less_than_equal', or the error's reason"
+    )
 
 
 class ValidationErrorResponse(ErrorResponse):

@@ -1,13 +1,13 @@
 """The loaded bundle and the holder that swaps it atomically.
 
-A :class:`LoadedBundle` is everything a request needs: the manifest, the ONNX
-embedder and the opened library (FAISS index, metadata, memory-mapped models) of the
-velocity branch and, when the manifest has an ``events`` section, the event branch
-(:class:`EventBranch`: its three ONNX graphs and its events library). The
-:class:`BundleHolder` hands it out under a lease (a reference count). A reload builds
-the new :class:`LoadedBundle` completely — hashes checked, encoders and index opened,
-one warm-up query run — and only then swaps the reference, so a request keeps the
-bundle it started with and the old library is closed when its last lease ends.
+A :class:`LoadedBundle` is everything a request needs: the manifest and, for every
+branch of the registry (:data:`seislens.models.branches.BRANCHES`) that the bundle has,
+a :class:`LoadedBranch`: its ONNX embedder and its opened library (FAISS index,
+metadata, memory-mapped per-item arrays). The :class:`BundleHolder` hands it out under a
+lease (a reference count). A reload builds the new :class:`LoadedBundle` completely —
+hashes checked, encoders and indexes opened, one warm-up query per branch run — and
+only then swaps the reference, so a request keeps the bundle it started with and the
+old libraries are closed when its last lease ends.
 """
 
 from __future__ import annotations
@@ -16,22 +16,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-from seislens.index.bundle import BundleError, read_manifest, verify_encoders, verify_index
-from seislens.index.event_library import INDEX_NAME as EVENTS_INDEX
-from seislens.index.event_library import LoadedEventLibrary
-from seislens.index.library import INDEX_NAME, LoadedLibrary
-from seislens.models.contract import GATHER_SHAPE
-from seislens.models.embedders import VelocityEmbedder, choose_providers
-from seislens.models.event_embedders import EventEmbedder
-from seislens.models.event_preprocess import stream_to_windows
-from seislens.service.event_search import warm_up_stream
+from seislens.index.bundle import BundleError, read_manifest, verify_encoders
+from seislens.index.library import LoadedLibrary
+from seislens.models.branches import BRANCHES, Branch
+from seislens.models.embedders import choose_providers
+from seislens.models.manifest import BranchSection, Manifest
+from seislens.service.errors import ConflictError, NotReadyError
+from seislens.service.event_search import warm_up_events
 from seislens.service.settings import Settings
+from seislens.service.velocity_search import warm_up_velocity
 
 log = logging.getLogger("seislens.service")
 
@@ -43,71 +41,88 @@ NO_EVENT_ENCODERS = (
 """Why the events routes answer 404 for a bundle without an ``events`` section."""
 
 
-class _Closable(Protocol):
-    def close(self) -> None: ...
+class BundleNotLoadedError(NotReadyError):
+    """No bundle is being served (the service is starting or stopping): 503."""
 
 
-class BundleNotLoadedError(RuntimeError):
-    """No bundle is being served (the service is starting or stopping)."""
+class ReloadInProgressError(ConflictError):
+    """Another reload is running; reloads happen one at a time (409)."""
 
+    reason = "reload_in_progress"
 
-class ReloadInProgressError(RuntimeError):
-    """Another reload is running; reloads happen one at a time."""
+    def __init__(self) -> None:
+        super().__init__("another reload is in progress; try again when it ends")
 
 
 @dataclass(frozen=True)
-class RuntimeInfo:
-    """How the bundle really runs: ONNX Runtime provider and FAISS placement."""
+class BundleRuntime:
+    """How this process runs the bundle: ONNX Runtime providers and thread counts (the
+    provider really used and the FAISS placement are per branch, on
+    :class:`LoadedBranch`)."""
 
-    execution_provider: str
     available_providers: list[str]
     requested_providers: list[str]
     onnx_threads: int
     faiss_threads: int
-    gpu_index: bool
-    gpu_index_reason: str
 
 
-class EventBranch:
-    """The event branch of a loaded bundle: its ONNX graphs and, when it has a usable
-    one, its events library.
+class LoadedBranch:
+    """One branch of a loaded bundle: its section, its ONNX embedder and, when it has a
+    usable one, its library.
 
-    An events index that is missing, or was built with another spectrum encoder (an
-    export after the last index build), does not stop the bundle: classification is
-    still served, the similar-event search is not (``index_problem`` says why).
+    A required branch (velocity) without a usable index refuses the bundle. An optional
+    branch (events) whose index is missing, or was built with another encoder (an export
+    after the last index build), is still served without its library: the event path
+    classifies but does not search (``index_problem`` says why).
 
     Args:
-        embedder: the spectrum, info and heads graphs with their preprocessing settings.
-        library: the opened events library, or None.
+        branch: the registry branch.
+        section: the manifest's section of it.
+        embedder: the branch's embedder (``branch.embedder``).
+        library: the opened library, or None.
         index_problem: why there is no library (None when there is one).
-        gpu_index: whether FAISS searches a GPU copy of the events index, and why.
+        gpu_index: whether FAISS searches a GPU copy of the index, and why.
     """
 
     def __init__(
         self,
-        embedder: EventEmbedder,
-        library: LoadedEventLibrary | None,
+        branch: Branch,
+        section: BranchSection,
+        embedder: Any,
+        library: LoadedLibrary | None,
         index_problem: str | None,
         gpu_index: tuple[bool, str],
     ) -> None:
+        self.branch = branch
+        self.section = section
         self.embedder = embedder
         self.library = library
         self.index_problem = index_problem
         self.gpu_index, self.gpu_index_reason = gpu_index
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """Event classes, in the order of the heads' probabilities."""
-        return self.embedder.classes
+        self.family_counts: dict[str, int] = library.family_counts() if library else {}
 
     @property
     def count(self) -> int:
-        """Events in the library (0 without one)."""
+        """Items in the library (0 without one)."""
         return len(self.library) if self.library is not None else 0
+
+    @property
+    def families(self) -> list[str]:
+        """Families (velocity-model families, event labels) in the library, sorted."""
+        return sorted(self.family_counts)
 
     def close(self) -> None:
         if self.library is not None:
             self.library.close()
+
+
+WARM_UPS: dict[str, Callable[[LoadedBranch], None]] = {
+    "velocity": warm_up_velocity,
+    "events": warm_up_events,
+}
+"""One query down each branch's whole path at load, by registry name: lazy imports and
+graph set-up happen then, and graphs that cannot run here fail at load, not at the
+first request."""
 
 
 class LoadedBundle:
@@ -116,29 +131,22 @@ class LoadedBundle:
     Args:
         path: the bundle directory.
         manifest: its manifest.
-        embedder: the velocity-branch ONNX embedder.
-        library: the opened velocity library.
-        runtime: provider and GPU-index facts.
-        events: the event branch, None when the manifest has no ``events`` section.
+        branches: registry name → loaded branch, for the branches the bundle has.
+        runtime: provider and thread facts.
     """
 
     def __init__(
         self,
         path: Path,
-        manifest: dict[str, Any],
-        embedder: VelocityEmbedder,
-        library: LoadedLibrary,
-        runtime: RuntimeInfo,
-        events: EventBranch | None = None,
+        manifest: Manifest,
+        branches: dict[str, LoadedBranch],
+        runtime: BundleRuntime,
     ) -> None:
         self.path = path
         self.manifest = manifest
-        self.embedder = embedder
-        self.library = library
+        self.branches = branches
         self.runtime = runtime
-        self.events = events
         self.loaded_at = time.time()
-        self.family_counts = library.store.family_counts("velocity")
         self._lock = threading.Lock()
         self._leases = 0
         self._retired = False
@@ -149,28 +157,17 @@ class LoadedBundle:
     @property
     def name(self) -> str:
         """The bundle's name from its manifest (else the folder's name)."""
-        return str(self.manifest.get("name") or self.path.name)
+        return str(self.manifest.name or self.path.name)
 
     @property
     def created(self) -> str | None:
         """When the bundle was exported (ISO 8601), if recorded."""
-        created = self.manifest.get("created")
-        return str(created) if created is not None else None
+        return self.manifest.created
 
-    @property
-    def count(self) -> int:
-        """Velocity models in the library."""
-        return len(self.library)
-
-    @property
-    def families(self) -> list[str]:
-        """Families present in the library, sorted."""
-        return sorted(self.family_counts)
-
-    @property
-    def index_entry(self) -> dict[str, Any]:
-        """The manifest's entry of the velocity index."""
-        return dict(self.manifest["indexes"][INDEX_NAME])
+    def library_size(self, branch: str) -> int:
+        """Items in the library of ``branch`` (0 when the bundle lacks it or its index)."""
+        loaded = self.branches.get(branch)
+        return loaded.count if loaded is not None else 0
 
     # ------------------------------------------------------------------ leases
 
@@ -181,7 +178,7 @@ class LoadedBundle:
 
     @property
     def closed(self) -> bool:
-        """Whether the library has been closed (retired and no lease left)."""
+        """Whether the libraries have been closed (retired and no lease left)."""
         return self._closed
 
     def acquire(self) -> None:
@@ -211,24 +208,23 @@ class LoadedBundle:
 
     def _close(self) -> None:
         log.info("closing bundle %s (%s)", self.name, self.path)
-        self.library.close()
-        if self.events is not None:
-            self.events.close()
+        for branch in self.branches.values():
+            branch.close()
 
 
 def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
-    """Open a bundle completely: manifest, encoder hashes, encoders, index, warm-up.
+    """Open a bundle completely: manifest, encoder hashes, encoders, indexes, warm-up.
 
     Raises:
         BundleError: with a message saying what is wrong; nothing stays open then.
     """
     path = Path(path)
-    opened: list[_Closable] = []
+    opened: list[LoadedBranch] = []
     try:
         return _open_bundle(path, settings, opened)
     except Exception as exc:
-        for library in opened:
-            library.close()
+        for branch in opened:
+            branch.close()
         if isinstance(exc, BundleError):
             raise
         # a malformed manifest, or onnxruntime, faiss and sqlite with their own types
@@ -236,81 +232,85 @@ def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
         raise BundleError(f"{path}: could not load the bundle: {why}") from exc
 
 
-def _open_bundle(path: Path, settings: Settings, opened: list[_Closable]) -> LoadedBundle:
-    """The steps of :func:`load_bundle`; libraries it opens are added to ``opened``."""
+def _open_bundle(path: Path, settings: Settings, opened: list[LoadedBranch]) -> LoadedBundle:
+    """The steps of :func:`load_bundle`; branches it opens are added to ``opened``."""
     if not path.is_dir():
         raise BundleError(f"{path} is not a bundle directory (it does not exist)")
     manifest = read_manifest(path)
-    if "velocity" not in manifest:
-        raise BundleError(f"{path} has no velocity encoders; export a run into it first")
-    verify_encoders(path, manifest, "velocity")
-    verify_index(manifest, INDEX_NAME)
     _set_faiss_threads(settings.faiss_threads)
     providers = choose_providers(settings.prefer_gpu)
-    embedder = VelocityEmbedder(path, manifest["velocity"], providers, settings.onnx_threads)
-    library = LoadedLibrary.open(path, manifest)
-    opened.append(library)
-    if library.index.dim != embedder.embed_dim:
-        raise BundleError(
-            f"{path}: the velocity index holds {library.index.dim}-d vectors but the "
-            f"encoders embed in {embedder.embed_dim} dimensions; rebuild the index"
-        )
-    gpu_used, gpu_reason = _place_index(library, settings)
-    _warm_up(embedder, library)
-    events = _open_events(path, manifest, settings, providers, opened)
-    runtime = RuntimeInfo(
-        execution_provider=embedder.provider,
+    branches: dict[str, LoadedBranch] = {}
+    for branch in BRANCHES.values():
+        section = manifest.section(branch.name)
+        if section is None:
+            if branch.required:
+                raise BundleError(
+                    f"{path} has no {branch.name} encoders; export a run into it first"
+                )
+            continue
+        loaded = _open_branch(path, manifest, branch, section, settings, providers)
+        opened.append(loaded)
+        WARM_UPS[branch.name](loaded)
+        branches[branch.name] = loaded
+    runtime = BundleRuntime(
         available_providers=_available_providers(),
         requested_providers=providers,
         onnx_threads=settings.onnx_threads,
         faiss_threads=_faiss_threads(),
-        gpu_index=gpu_used,
-        gpu_index_reason=gpu_reason,
     )
-    return LoadedBundle(path, manifest, embedder, library, runtime, events)
+    return LoadedBundle(path, manifest, branches, runtime)
 
 
-def _open_events(
+def _open_branch(
     path: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
+    branch: Branch,
+    section: BranchSection,
     settings: Settings,
     providers: list[str],
-    opened: list[_Closable],
-) -> EventBranch | None:
-    """The event branch when the manifest has one: encoder hashes checked (a mismatch
-    refuses the bundle, as for the velocity branch), the graphs opened, the events
-    library opened when it is there and belongs to the spectrum encoder, one warm-up
-    classification and search run."""
-    if "events" not in manifest:
-        return None
-    verify_encoders(path, manifest, "events")
-    embedder = EventEmbedder(path, manifest["events"], providers, settings.onnx_threads)
-    library: LoadedEventLibrary | None = None
-    problem: str | None = None
-    placement = (False, "no events index")
-    if EVENTS_INDEX not in manifest.get("indexes", {}):
+) -> LoadedBranch:
+    """One branch: encoder hashes checked (a mismatch refuses the bundle), the graphs
+    opened, the library opened (see :class:`LoadedBranch` for a missing one) and placed."""
+    verify_encoders(path, manifest, branch)
+    embedder = branch.build_embedder(path, section, providers, settings.onnx_threads)
+    library, problem = _open_library(path, manifest, branch)
+    placement = (False, f"no {branch.index_name} index")
+    if library is not None:
+        try:
+            _check_dim(path, branch, library, embedder.embed_dim)
+            placement = _place_index(library, settings)
+        except BaseException:
+            library.close()
+            raise
+    return LoadedBranch(branch, section, embedder, library, problem, placement)
+
+
+def _open_library(
+    path: Path, manifest: Manifest, branch: Branch
+) -> tuple[LoadedLibrary | None, str | None]:
+    """The branch's library, or (None, why) for an optional branch that cannot have one."""
+    if branch.index_name not in manifest.indexes and not branch.required:
         problem = (
-            "the bundle has event encoders but no events index; build it (seislens index "
-            "build --branch events) to search similar events"
+            f"the bundle has {branch.name} encoders but no {branch.index_name} index; build "
+            f"it (seislens index build --branch {branch.name}) to search similar items"
         )
     else:
         try:
-            library = LoadedEventLibrary.open(path, manifest)
+            return LoadedLibrary.open(path, manifest, branch), None
         except Exception as exc:  # BundleError, or faiss/numpy/sqlite on damaged files
-            problem = f"the events index cannot be used: {exc}"
-        else:
-            opened.append(library)
-            if library.index.dim != embedder.embed_dim:
-                raise BundleError(
-                    f"{path}: the events index holds {library.index.dim}-d vectors but the "
-                    f"event encoders embed in {embedder.embed_dim} dimensions; rebuild it"
-                )
-            placement = _place_index(library, settings)
-    if problem is not None:
-        log.warning("%s: %s; classification is served, similar-event search is not", path, problem)
-    branch = EventBranch(embedder, library, problem, placement)
-    _warm_up_events(branch)
-    return branch
+            if branch.required:
+                raise
+            problem = f"the {branch.index_name} index cannot be used: {exc}"
+    log.warning("%s: %s; the %s branch is served without its library", path, problem, branch.name)
+    return None, problem
+
+
+def _check_dim(path: Path, branch: Branch, library: LoadedLibrary, embed_dim: int) -> None:
+    if library.index.dim != embed_dim:
+        raise BundleError(
+            f"{path}: the {branch.index_name} index holds {library.index.dim}-d vectors but "
+            f"the {branch.name} encoders embed in {embed_dim} dimensions; rebuild the index"
+        )
 
 
 def _set_faiss_threads(threads: int) -> None:
@@ -321,34 +321,11 @@ def _set_faiss_threads(threads: int) -> None:
         faiss.omp_set_num_threads(threads)
 
 
-def _place_index(
-    library: LoadedLibrary | LoadedEventLibrary, settings: Settings
-) -> tuple[bool, str]:
+def _place_index(library: LoadedLibrary, settings: Settings) -> tuple[bool, str]:
     """Move the index to the GPU when wanted and possible; (used, why)."""
     if not settings.prefer_gpu:
         return False, "GPU disabled by configuration (SEISLENS_PREFER_GPU=false); searching on CPU"
     return library.index.to_gpu()
-
-
-def _warm_up(embedder: VelocityEmbedder, library: LoadedLibrary) -> None:
-    """One embedding and one search, so the first request is not the slow one and an
-    encoder that cannot run here fails at load, not at the first query."""
-    rng = np.random.default_rng(0)
-    gather = rng.standard_normal((1, *GATHER_SHAPE)).astype(np.float32)
-    vector = embedder.embed_gathers(gather)
-    if len(library):
-        library.index.search(vector, 1)
-
-
-def _warm_up_events(branch: EventBranch) -> None:
-    """The whole event path once on a synthetic record (miniSEED-like stream →
-    windows → spectra → encoders → search): lazy imports and graph set-up happen
-    here, and graphs that cannot run here fail at load."""
-    spectra = branch.embedder.spectra(stream_to_windows(warm_up_stream(), branch.embedder.pre))
-    vectors = branch.embedder.embed_spectra(spectra)
-    branch.embedder.classify(spectra)
-    if branch.library is not None and len(branch.library):
-        branch.library.search(vectors, 1)
 
 
 def _faiss_threads() -> int:
@@ -409,7 +386,7 @@ class BundleHolder:
             BundleError: the new bundle cannot be served; the current one stays.
         """
         if not self._reload_lock.acquire(blocking=False):
-            raise ReloadInProgressError("another reload is in progress; try again when it ends")
+            raise ReloadInProgressError()
         try:
             new = load_bundle(path, settings)
             return self.replace(new), new

@@ -2,7 +2,7 @@
 
 :class:`BodyLimitMiddleware` refuses a request body past the limit: at once when its
 ``Content-Length`` announces more, else as soon as the bytes received pass it. Either
-way it raises :class:`~seislens.service.errors.UploadTooLargeError` (413) from the body
+way it raises :class:`UploadTooLargeError` (413, reason ``too_large``) from the body
 stream, before the rest is read. The limit covers the file plus the multipart framing
 (:data:`MULTIPART_ALLOWANCE` bytes); :func:`saved_upload` then checks the file's own
 size exactly while copying it to the temporary file the readers need (segyio opens
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from fastapi import UploadFile
-from seislens.service.errors import UploadTooLargeError
+from seislens.service.errors import ApiError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPART_ALLOWANCE = 64 * 1024
@@ -27,6 +27,26 @@ MULTIPART_ALLOWANCE = 64 * 1024
 
 _CHUNK = 1 << 20
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UploadTooLargeError(ApiError):
+    """The upload passed the size limit (413, raised while it streams in).
+
+    Args:
+        limit: the limit in bytes.
+        announced: the size the request announced (Content-Length), if that is why.
+    """
+
+    status, reason, upload = 413, "too_large", True
+    headers = {"Connection": "close"}  # noqa: RUF012
+
+    def __init__(self, limit: int, announced: int | None = None) -> None:
+        limit_text = f"{limit} bytes ({limit / 2**20:.1f} MiB, SEISLENS_MAX_UPLOAD_BYTES)"
+        if announced is not None:
+            head = f"the upload is too large: {announced} bytes announced; the limit is "
+        else:
+            head = "the upload is too large: it passed the limit of "
+        super().__init__(head + limit_text)
 
 
 class BodyLimitMiddleware:

@@ -11,7 +11,9 @@ import asyncio
 import logging
 from pathlib import Path
 
-from seislens.index.bundle import MANIFEST, BundleError
+from seislens.index.bundle import BundleError
+from seislens.models.branches import EVENTS, VELOCITY
+from seislens.models.manifest import MANIFEST_FILE
 from seislens.service.metrics import ServiceMetrics
 from seislens.service.settings import Settings
 from seislens.service.state import BundleHolder, ReloadInProgressError
@@ -25,7 +27,7 @@ Stamp = tuple[Path, int, int]
 def manifest_stamp(bundle: Path) -> Stamp | None:
     """(bundle, mtime in ns, size) of the bundle's manifest; None when unreadable."""
     try:
-        st = (bundle / MANIFEST).stat()
+        st = (bundle / MANIFEST_FILE).stat()
     except OSError:
         return None
     return bundle, st.st_mtime_ns, st.st_size
@@ -62,6 +64,7 @@ async def _reload(
         log.warning("changed bundle %s refused, still serving the previous load: %s", path, exc)
         return True
     metrics.reloads.labels("success").inc()
-    metrics.bundle_loaded(new.count, new.events.count if new.events else 0)
-    log.info("reloaded %s: %d velocity models", new.name, new.count)
+    velocity, events = new.library_size(VELOCITY.name), new.library_size(EVENTS.name)
+    metrics.bundle_loaded(velocity, events)
+    log.info("reloaded %s: %d velocity models, %d events", new.name, velocity, events)
     return True

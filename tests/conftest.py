@@ -4,6 +4,8 @@ generated here, once per session."""
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,22 +33,74 @@ def tiny_velocity_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_velocity_data, tmp_path_factory) -> Path:
     """A run of the `tiny` preset on the tiny data."""
-    from seislens.training.velocity_config import load_config
-    from seislens.training.velocity_train import train_velocity
+    from seislens.training.branch_training import load_config, train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = load_config("tiny", {"data": {"train": [str(tiny_velocity_data)]}})
-    train_velocity(cfg, run, progress=False)
+    cfg = load_config("velocity", "tiny", {"data": {"train": [str(tiny_velocity_data)]}})
+    train(cfg, run, progress=False)
     return run
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tiny_velocity_data, tmp_path_factory) -> Path:
     """The tiny run exported and indexed over its own training models."""
-    from seislens.index.library import build_velocity_index
-    from seislens.training.export import export_velocity_bundle
+    from seislens.index.builder import build
+    from seislens.models.branches import VELOCITY
+
+    from seislens.pipeline import export_to_bundle
 
     bundle = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_velocity_bundle(tiny_run, bundle)
-    build_velocity_index(bundle, [tiny_velocity_data], progress=False)
+    export_to_bundle(VELOCITY.name, tiny_run, bundle)
+    build(bundle, VELOCITY, [tiny_velocity_data], progress=False)
     return bundle
+
+
+@dataclass(frozen=True)
+class EventBundle:
+    """A bundle with an event branch and the SeisBench-format folder it was trained on
+    and indexed from."""
+
+    bundle: Path
+    events: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_event_bundle(tiny_bundle, tmp_path_factory) -> EventBundle:
+    """A copy of the tiny bundle with an event branch: 60 synthetic SeisBench-format
+    traces, the `tiny` events preset trained one epoch per stage, exported with its
+    parity check and indexed over the 48 training traces."""
+    torch = pytest.importorskip("torch")
+    from seislens.data.event_synth import EventSynthConfig, generate_events
+    from seislens.index.builder import build
+    from seislens.models.branches import EVENTS
+    from seislens.training.branch_training import load_config, train
+
+    from seislens.pipeline import export_to_bundle
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("event-service")
+    events = generate_events(root / "events", EventSynthConfig(count=60, seed=3), progress=False)
+    cfg = load_config(
+        "events",
+        "tiny",
+        {"data": {"folder": str(events)}, "clip": {"epochs": 1}, "finetune": {"epochs": 1}},
+    )
+    train(cfg, root / "run", progress=False)
+    bundle = root / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    export_to_bundle(EVENTS.name, root / "run", bundle)
+    build(bundle, EVENTS, [events], progress=False)
+    return EventBundle(bundle=bundle, events=events)
+
+
+@pytest.fixture(scope="session")
+def untrained_velocity_bundle(tmp_path_factory) -> Path:
+    """A bundle with only a velocity section, from an untrained `tiny` network (no data,
+    no training, no index): the base of event-branch bundles in tests, as a bundle
+    without its required velocity branch is refused."""
+    pytest.importorskip("torch")
+    from export_helpers import write_untrained
+
+    root = tmp_path_factory.mktemp("untrained")
+    write_untrained(root / "bundle", "velocity", root / "staging")
+    return root / "bundle"

@@ -1,20 +1,19 @@
 """Training configuration of the event branch: pydantic models loaded from TOML/YAML.
 
 Presets live beside the velocity ones as ``presets/events_<name>.toml`` (``tiny``,
-``default``); :func:`load_event_config` takes a preset name or a file path.
+``default``); see :mod:`seislens.training.config`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.models.contract import INFO_FIELDS, SPECTRUM_SHAPE, WINDOW_S
 from seislens.models.event_encoders import EventClipConfig
 from seislens.models.event_preprocess import EventPreprocessConfig
-from seislens.training.velocity_config import PRESETS_DIR, read_config_file
+from seislens.training.config import OptimConfig, TrainConfig, with_defaults
 
 Split = Literal["train", "dev", "test"]
 
@@ -67,21 +66,13 @@ class WindowConfig(BaseModel):
         return 1 + int(self.auto_view) + self.shifted_views
 
 
-class StageConfig(BaseModel):
-    """AdamW with linear warm-up and cosine decay, for one training stage."""
+EVENT_STAGE_DEFAULTS = {"epochs": 10, "warmup_steps": 50, "min_lr_ratio": 0.05}
+"""The event stages' defaults where they differ from :class:`OptimConfig`'s."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(10, ge=0)
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    warmup_steps: int = Field(50, ge=0)
-    min_lr_ratio: float = Field(0.05, ge=0, le=1)
-    max_steps: int | None = Field(None, gt=0, description="stop the stage after this many steps")
+ClipStage, CLIP_DEFAULT = with_defaults(OptimConfig, **EVENT_STAGE_DEFAULTS)
 
 
-class FinetuneConfig(StageConfig):
+class FinetuneConfig(OptimConfig):
     """Stage 2: heads (and, at a reduced rate, the encoders) on labels and targets."""
 
     encoder_lr_ratio: float = Field(
@@ -93,20 +84,21 @@ class FinetuneConfig(StageConfig):
     regression_loss: Literal["huber", "mse"] = "huber"
 
 
-class EventTrainConfig(BaseModel):
-    """Everything an event training run needs."""
+FinetuneStage, FINETUNE_DEFAULT = with_defaults(FinetuneConfig, **EVENT_STAGE_DEFAULTS)
 
-    model_config = ConfigDict(extra="forbid")
+
+class EventTrainConfig(TrainConfig):
+    """Everything an event training run needs: stage ``clip`` then stage ``finetune``."""
+
+    STAGE_FIELDS: ClassVar[dict[str, str]] = {"clip": "clip", "finetune": "finetune"}
 
     name: str = "events"
-    seed: int = 0
-    threads: int = Field(1, gt=0, description="torch threads")
     data: EventDataConfig
     preprocess: EventPreprocessConfig = EventPreprocessConfig()
     window: WindowConfig = WindowConfig()
     model: EventClipConfig = EventClipConfig()
-    clip: StageConfig = StageConfig()
-    finetune: FinetuneConfig = FinetuneConfig()
+    clip: ClipStage = CLIP_DEFAULT
+    finetune: FinetuneStage = FINETUNE_DEFAULT
 
     @model_validator(mode="after")
     def _consistent(self) -> EventTrainConfig:
@@ -130,42 +122,4 @@ class EventTrainConfig(BaseModel):
                 "preprocess.log_spectrum and model.spectrum.log_input are both set: the "
                 "spectrum would be logged twice; keep one"
             )
-        if self.clip.epochs + self.finetune.epochs == 0:
-            raise ValueError("clip.epochs + finetune.epochs is 0: nothing to train")
         return self
-
-
-def resolve_event_config_path(name_or_path: str) -> Path:
-    """A preset name (``tiny``, ``default``) or a file path → the file's path."""
-    preset = PRESETS_DIR / f"events_{name_or_path}.toml"
-    if preset.exists():
-        return preset
-    path = Path(name_or_path)
-    if not path.exists():
-        names = sorted(p.stem.removeprefix("events_") for p in PRESETS_DIR.glob("events_*"))
-        raise FileNotFoundError(
-            f"config {name_or_path!r} is neither a file nor an events preset ({', '.join(names)})"
-        )
-    return path
-
-
-def load_event_config(
-    name_or_path: str, overrides: dict[str, Any] | None = None
-) -> EventTrainConfig:
-    """Load and validate an event training config.
-
-    ``overrides`` are merged recursively (``{"data": {"folder": "x"}}`` replaces only
-    ``data.folder``; ``{"model": {"spectrum": {"depth": 2}}}`` only that depth).
-    """
-    data = read_config_file(resolve_event_config_path(name_or_path))
-    return EventTrainConfig.model_validate(_merge(data, overrides or {}))
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out

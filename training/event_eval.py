@@ -14,6 +14,10 @@ serving code path with the bundle's preprocessing settings, then:
 
 ``window="catalog"`` places windows on the catalogued P picks (an upload with a
 ``p_arrival``); ``"auto"`` ignores them (STA/LTA, else the start: an upload without one).
+
+The caller opens the bundle (``seislens.pipeline.evaluate``) and passes the event
+embedder and the events library (any :class:`~seislens.models.library_view.LibraryView`,
+or None).
 """
 
 from __future__ import annotations
@@ -25,27 +29,27 @@ from typing import Any
 import numpy as np
 from seislens.data.event_dataset import EventDataset
 from seislens.data.event_views import WindowMode, dataset_spectra, event_targets
-from seislens.index.bundle import BundleError, read_manifest, verify_encoders
-from seislens.index.event_library import INDEX_NAME, LoadedEventLibrary
 from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.models.contract import EVENT_TARGETS as TARGET_NAMES
 from seislens.models.event_embedders import EventEmbedder
+from seislens.models.library_view import LibraryView
+from seislens.models.manifest import ManifestError
 from seislens.training.event_metrics import (
     classification_report,
     knn_vote,
-    plot_confusion,
     regression_mae,
 )
 from tqdm import tqdm
 
-__all__ = ["evaluate_events", "plot_confusion"]
+__all__ = ["evaluate_events"]
 
 CHUNK = 1024
 """Traces preprocessed and scored at a time."""
 
 
 def evaluate_events(
-    bundle: Path,
+    embedder: EventEmbedder,
+    library: LibraryView | None,
     data_dir: Path,
     split: str | None = "test",
     k: int = 10,
@@ -56,7 +60,8 @@ def evaluate_events(
     """Metrics of a bundle's event branch on one split of a SeisBench-format folder.
 
     Args:
-        bundle: the bundle folder (with an ``events`` section).
+        embedder: the bundle's opened event embedder.
+        library: the bundle's opened events library, or None (no k-NN figures).
         data_dir: a SeisBench-format folder.
         split: "train", "dev", "test", or None for every trace.
         k: neighbours in the k-NN vote.
@@ -65,25 +70,16 @@ def evaluate_events(
         progress: a progress bar while preprocessing.
     Returns:
         A JSON-ready dict (see the module docstring).
+    Raises:
+        ValueError: a bad option, or a split without usable labelled traces.
+        ManifestError: the embedder's classes are not ``CLASSES``.
     """
     if window not in ("catalog", "auto"):
         raise ValueError(f"window is {window!r}; expected 'catalog' or 'auto'")
     if k < 1:
         raise ValueError(f"k is {k}; expected k >= 1")
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    if "events" not in manifest:
-        raise BundleError(f"{bundle} has no event encoders; export a run first (export events)")
-    verify_encoders(bundle, manifest, "events")
-    section = manifest["events"]
-    if tuple(section["classes"]) != CLASSES:
-        raise BundleError(f"{bundle}: event classes {section['classes']}; expected {CLASSES}")
-    embedder = EventEmbedder(bundle, section)
-    library = (
-        LoadedEventLibrary.open(bundle, manifest)
-        if INDEX_NAME in manifest.get("indexes", {})
-        else None
-    )
+    if tuple(embedder.classes) != CLASSES:
+        raise ManifestError(f"event classes {list(embedder.classes)}; expected {list(CLASSES)}")
     ds = EventDataset(data_dir, split=split)
     labelled = np.flatnonzero(ds.label_ids >= 0)
     if max_traces is not None:
@@ -104,12 +100,10 @@ def evaluate_events(
             reg.append(np.stack([values[name] for name in TARGET_NAMES], axis=1))
             if library is not None:
                 scores, ids = library.search(embedder.embed_spectra(spectra), k)
-                knn_pred.append(knn_vote(scores, library.neighbour_labels(ids), len(CLASSES)))
-        library_size = len(library) if library is not None else 0
+                knn_pred.append(knn_vote(scores, library.take("labels", ids), len(CLASSES)))
     finally:
         bar.close()
-        if library is not None:
-            library.close()
+    library_size = len(library) if library is not None else 0
     if not kept:
         raise ValueError(
             f"{data_dir}: no usable labelled trace in split {split!r} "
@@ -127,7 +121,6 @@ def evaluate_events(
         }
     seconds = time.perf_counter() - t0
     return {
-        "bundle": str(bundle),
         "data": str(data_dir),
         "split": split,
         "window": window,

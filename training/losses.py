@@ -1,4 +1,4 @@
-"""Contrastive losses (torch)."""
+"""Training losses of both branches (torch): contrastive InfoNCE and masked regression."""
 
 from __future__ import annotations
 
@@ -34,3 +34,31 @@ def trimodal_loss(
     total = w_seismic_velocity * sv + w_velocity_descriptor * vd
     parts = {k: float(v.detach()) for k, v in (("loss", total), ("loss_sv", sv), ("loss_vd", vd))}
     return total, parts
+
+
+def grouped_clip_loss(
+    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, info: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE where rows with identical info vectors share their targets.
+
+    Args:
+        a: (B, D) normalised spectrum embeddings; b: (B, D) normalised info embeddings.
+        logit_scale: the inverse temperature (exponentiated).
+        info: (B, 8) the raw info vectors (equal rows, e.g. all noise, are one group).
+    """
+    same = (info[:, None, :] == info[None, :, :]).all(dim=-1).float()
+    target = same / same.sum(dim=1, keepdim=True)
+    logits = logit_scale * a @ b.T
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def masked_regression_loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: str = "huber"
+) -> torch.Tensor:
+    """Mean loss over the finite entries of ``target`` (0 when there is none)."""
+    mask = torch.isfinite(target)
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    if kind == "huber":
+        return F.smooth_l1_loss(pred[mask], target[mask])
+    return F.mse_loss(pred[mask], target[mask])

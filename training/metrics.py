@@ -58,26 +58,3 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 2.0, win: int = 7) ->
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     pad = win // 2
     return s[:, pad:-pad, pad:-pad].mean(axis=(1, 2))
-
-
-def weighted_neighbours(
-    scores: np.ndarray, ids: np.ndarray, values: np.ndarray, temperature: float = 0.05
-) -> tuple[np.ndarray, np.ndarray]:
-    """Similarity-weighted mean and standard deviation of neighbours' values.
-
-    Args:
-        scores: (Q, k) cosine similarities of the neighbours, best first.
-        ids: (Q, k) neighbour rows into ``values``.
-        values: (N, ...) per-item values (descriptors, velocity models).
-        temperature: softmax temperature on the cosines.
-
-    Returns:
-        mean (Q, ...) and standard deviation (Q, ...).
-    """
-    w = np.exp((scores - scores[:, :1]) / temperature)
-    w /= w.sum(axis=1, keepdims=True)
-    v = values[ids]  # (Q, k, ...)
-    shape = w.shape + (1,) * (v.ndim - 2)
-    mean = (w.reshape(shape) * v).sum(axis=1)
-    var = (w.reshape(shape) * (v - mean[:, None]) ** 2).sum(axis=1)
-    return mean, np.sqrt(var)

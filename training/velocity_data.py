@@ -39,14 +39,14 @@ def expand_folders(paths: list[str] | list[Path]) -> list[Path]:
 class VelocityArrays:
     """Raw-unit arrays of a dataset, paired by row."""
 
-    models: np.ndarray  # (N, 70, 70) m/s
+    velocity_models: np.ndarray  # (N, 70, 70) m/s
     descriptors: np.ndarray  # (N, 9)
     families: np.ndarray  # (N,) str
     sources: list[str]  # (N,) "folder:index"
     folders: list[Path]
 
     def __len__(self) -> int:
-        return len(self.models)
+        return len(self.velocity_models)
 
 
 def open_datasets(folders: list[Path], max_per_folder: int | None = None) -> list[OpenFWIDataset]:
@@ -55,16 +55,16 @@ def open_datasets(folders: list[Path], max_per_folder: int | None = None) -> lis
 
 
 def collect_arrays(datasets: list[OpenFWIDataset], max_per_folder: int | None) -> VelocityArrays:
-    """Models, descriptors, families and provenance of every sample, in order."""
-    models, desc, fams, srcs = [], [], [], []
+    """Velocity models, descriptors, families and provenance of every sample, in order."""
+    velocity_models, desc, fams, srcs = [], [], [], []
     for ds in datasets:
         n = min(len(ds), max_per_folder or len(ds))
-        models.append(ds.all_models()[:n])
+        velocity_models.append(ds.all_models()[:n])
         desc.append(ds.all_descriptors()[:n])
         fams += [ds.family] * n
         srcs += [f"{ds.folder}:{i}" for i in range(n)]
     return VelocityArrays(
-        np.concatenate(models),
+        np.concatenate(velocity_models),
         np.concatenate(desc),
         np.asarray(fams),
         srcs,

@@ -9,7 +9,11 @@ searches the bundle's library (models it was never trained to match); descriptor
 are the similarity-weighted mean of the top-5 neighbours' descriptors, scored as mean
 relative error; the estimated velocity model is the top-1 neighbour and the
 similarity-weighted mean of the top-k, scored as MAE and SSIM in OpenFWI's
-normalised [-1, 1] units.
+normalised [-1, 1] units. The weighted means are the served estimator's
+(:func:`seislens.models.estimation.neighbour_estimate`).
+
+The caller opens the bundle (``seislens.pipeline.evaluate``) and passes the velocity
+embedder and the library (any :class:`~seislens.models.library_view.LibraryView`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from typing import Any
 
 import numpy as np
 from seislens.data.openfwi import OpenFWIDataset
-from seislens.index.bundle import read_manifest
-from seislens.index.library import LoadedLibrary
 from seislens.models.contract import GATHER_SHAPE
 from seislens.models.descriptors import DESCRIPTOR_NAMES, relative_errors
 from seislens.models.embedders import VelocityEmbedder
+from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
+from seislens.models.library_view import LibraryView
 from seislens.models.velocity_preprocess import VelocityPreprocess, velocity_features
-from seislens.training.metrics import cosine_stats, ssim, weighted_neighbours
+from seislens.training.metrics import cosine_stats, ranks_of_truth, ssim
 from seislens.training.velocity_data import expand_folders
 from tqdm import tqdm
 
@@ -57,8 +61,8 @@ def embed_dataset(
 
 def closed_set(e: dict[str, np.ndarray]) -> dict[str, Any]:
     """Recall@k for seismic→velocity and velocity→descriptor, pooled and per family."""
-    s2v = _recall_rows(e["seismic"], e["velocity"])
-    v2d = _recall_rows(e["velocity"], e["descriptor"])
+    s2v = ranks_of_truth(e["seismic"], e["velocity"])
+    v2d = ranks_of_truth(e["velocity"], e["descriptor"])
     out: dict[str, Any] = {
         "gallery_size": len(e["models"]),
         "seismic_to_velocity": _summ(s2v, slice(None)),
@@ -76,12 +80,6 @@ def closed_set(e: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def _recall_rows(q: np.ndarray, g: np.ndarray) -> np.ndarray:
-    sims = q @ g.T
-    truth = np.diag(sims)[:, None]
-    return (sims > truth).sum(axis=1) + (sims == truth).sum(axis=1) - 1
-
-
 def _summ(ranks: np.ndarray, rows: Any) -> dict[str, float]:
     r = ranks[rows]
     return {f"recall@{k}": float(np.mean(r < k)) for k in (1, 5, 10)}
@@ -95,6 +93,7 @@ def open_set_from_neighbours(
     true_desc: np.ndarray,
     true_models: np.ndarray,
     k_desc: int = 5,
+    temperature: float = DEFAULT_TEMPERATURE,
 ) -> dict[str, Any]:
     """Descriptor MRE and model MAE/SSIM from neighbours (any retrieval method).
 
@@ -103,13 +102,14 @@ def open_set_from_neighbours(
         lib_desc: (L, 9) library descriptors; lib_models: (L, 70, 70) m/s.
         true_desc: (Q, 9); true_models: (Q, 70, 70) m/s.
         k_desc: neighbours used for descriptors (SeisBind: 5).
+        temperature: softmax temperature of the similarity weights (the service's).
     """
-    d_mean, d_std = weighted_neighbours(scores[:, :k_desc], ids[:, :k_desc], lib_desc)
+    d_mean, d_std = neighbour_estimate(scores[:, :k_desc], ids[:, :k_desc], lib_desc, temperature)
     rel = relative_errors(d_mean, true_desc)
     norm = lambda m: velocity_features(np.asarray(m, np.float32), _VPRE)[:, 0]  # noqa: E731
     truth = norm(true_models)
     top1 = norm(lib_models[ids[:, 0]])
-    kmean, _ = weighted_neighbours(scores, ids, norm(lib_models))
+    kmean, _ = neighbour_estimate(scores, ids, norm(lib_models), temperature)
     return {
         "descriptor_mre": float(rel.mean()),
         "descriptor_mre_per_descriptor": {
@@ -130,29 +130,38 @@ def open_set_from_neighbours(
 _VPRE = VelocityPreprocess()
 
 
+def open_set(library: LibraryView, e: dict[str, np.ndarray], k: int = 10) -> dict[str, Any]:
+    """Open-set figures of the embedded evaluation set ``e`` (see embed_dataset) against
+    ``library``: its ``models`` array (L, 70, 70) m/s and its items' descriptors."""
+    k = min(k, len(library))
+    scores, ids = library.search(e["seismic"], k)
+    lib_desc = library.descriptors(np.arange(len(library)), DESCRIPTOR_NAMES)
+    lib_models = np.asarray(library.array("models"), dtype=np.float32)
+    return {
+        "library_size": len(library),
+        **open_set_from_neighbours(scores, ids, lib_desc, lib_models, e["desc"], e["models"]),
+    }
+
+
 def evaluate_velocity(
-    bundle: Path,
+    embedder: VelocityEmbedder,
+    library: LibraryView,
     data: list[Path],
     k: int = 10,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Closed- and open-set metrics of ``bundle`` on the OpenFWI folders ``data``."""
-    manifest = read_manifest(Path(bundle))
-    embedder = VelocityEmbedder(Path(bundle), manifest["velocity"])
+    """Closed- and open-set metrics of a bundle's velocity branch on OpenFWI folders.
+
+    Args:
+        embedder: the bundle's opened velocity embedder.
+        library: the bundle's opened velocity library.
+        data: OpenFWI folders (or parents of such folders) to evaluate on.
+        k: neighbours of the open-set model estimate.
+        progress: a progress bar while embedding.
+    """
     datasets = [OpenFWIDataset(f, expect_shape=GATHER_SHAPE) for f in expand_folders(data)]
     e = embed_dataset(embedder, datasets, progress)
     result = closed_set(e)
-    lib = LoadedLibrary.open(Path(bundle), manifest)
-    try:
-        scores, ids = lib.index.search(e["seismic"], k)
-        lib_ids = np.arange(len(lib))
-        lib_desc = lib.descriptors(lib_ids)
-        lib_models = np.asarray(lib.models, dtype=np.float32)
-        result["open_set"] = {
-            "library_size": len(lib),
-            **open_set_from_neighbours(scores, ids, lib_desc, lib_models, e["desc"], e["models"]),
-        }
-        result["descriptor_mre"] = result["open_set"]["descriptor_mre"]
-    finally:
-        lib.close()
+    result["open_set"] = open_set(library, e, k)
+    result["descriptor_mre"] = result["open_set"]["descriptor_mre"]
     return result

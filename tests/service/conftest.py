@@ -1,9 +1,8 @@
 """Service fixtures: a TestClient on the tiny bundle and a real gather with its own id;
-the tiny bundle with an event branch and a client on it."""
+a client on the tiny bundle with an event branch (``tiny_event_bundle``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -14,7 +13,7 @@ from seislens.index.bundle import read_manifest
 from seislens.models.embedders import VelocityEmbedder
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
-from service_helpers import ADMIN_TOKEN, EventBundle, Sample, library_id_of, segy_bytes
+from service_helpers import ADMIN_TOKEN, Sample, library_id_of, segy_bytes
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +21,7 @@ def sample(tiny_bundle, tiny_velocity_data, tmp_path_factory) -> Sample:
     """A flatvel-a gather whose own model is its top-1 by a clear margin (chosen with the
     bundle's embedder on the raw array, so the tests check the upload path end to end)."""
     manifest = read_manifest(tiny_bundle)
-    embedder = VelocityEmbedder(tiny_bundle, manifest["velocity"], threads=1)
+    embedder = VelocityEmbedder(tiny_bundle, manifest.velocity, threads=1)
     dataset = OpenFWIDataset(tiny_velocity_data / "flatvel-a")
     gathers = np.stack([dataset.gather(i) for i in range(len(dataset))])
     models = np.stack([dataset.model(i) for i in range(len(dataset))])
@@ -74,32 +73,6 @@ def make_client(settings) -> Iterator[Callable[..., TestClient]]:
 
 
 # --------------------------------------------------------------------------- events
-
-
-@pytest.fixture(scope="session")
-def tiny_event_bundle(tiny_bundle, tmp_path_factory) -> EventBundle:
-    """A copy of the tiny bundle with an event branch: 60 synthetic SeisBench-format
-    traces, the `tiny` events preset trained one epoch per stage, exported with its
-    parity check and indexed over the 48 training traces."""
-    torch = pytest.importorskip("torch")
-    from seislens.data.event_synth import EventSynthConfig, generate_events
-    from seislens.index.event_library import build_events_index
-    from seislens.training.event_export import export_event_branch
-    from seislens.training.event_train import load_event_config, train_events
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("event-service")
-    events = generate_events(root / "events", EventSynthConfig(count=60, seed=3), progress=False)
-    cfg = load_event_config(
-        "tiny",
-        {"data": {"folder": str(events)}, "clip": {"epochs": 1}, "finetune": {"epochs": 1}},
-    )
-    train_events(cfg, root / "run", progress=False)
-    bundle = root / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
-    export_event_branch(root / "run", bundle)
-    build_events_index(bundle, [events], progress=False)
-    return EventBundle(bundle=bundle, events=events)
 
 
 @pytest.fixture(scope="session")

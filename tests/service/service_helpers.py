@@ -28,19 +28,10 @@ class Sample:
     segy: bytes
 
 
-@dataclass(frozen=True)
-class EventBundle:
-    """A bundle with an event branch and the SeisBench-format folder it was trained on
-    and indexed from."""
-
-    bundle: Path
-    events: Path
-
-
 def library_id_of(bundle: Path, model: np.ndarray) -> int:
     """The id of the library item whose stored model is ``model``."""
-    entry = read_manifest(bundle)["indexes"]["velocity"]
-    folder = bundle / entry["path"]
+    entry = read_manifest(bundle).indexes["velocity"]
+    folder = bundle / entry.path
     models = np.load(folder / "models.npy", mmap_mode="r").astype(np.float32)
     diff = np.abs(models - model.astype(np.float16).astype(np.float32)).max(axis=(1, 2))
     row = int(diff.argmin())
@@ -73,3 +64,12 @@ def assert_serves(client: TestClient, sample: Sample) -> None:
     r = search(client, sample.segy, k=3)
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["id"] == sample.model_id
+
+
+def metric_value(client: TestClient, series: str) -> float:
+    """One sample's value from /metrics, e.g. 'seislens_uploads_rejected_total{reason="empty"}'
+    (0 when absent)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 from seislens.service.uploads import MULTIPART_ALLOWANCE
-from service_helpers import ADMIN_TOKEN, assert_serves, npy_bytes, search, segy_bytes
+from service_helpers import (
+    ADMIN_TOKEN,
+    assert_serves,
+    metric_value,
+    npy_bytes,
+    search,
+    segy_bytes,
+)
 
 
 def _refused(r, status: int, *words: str) -> str:
@@ -18,6 +26,7 @@ def _refused(r, status: int, *words: str) -> str:
     assert r.status_code == status, r.text
     detail = r.json()["detail"]
     assert isinstance(detail, str) and detail
+    assert re.fullmatch(r"[a-z_]+", r.json()["reason"]), r.json()
     for word in words:
         assert word.lower() in detail.lower(), detail
     return detail
@@ -94,7 +103,7 @@ def test_upload_over_the_limit_by_content_length(make_client, sample, tmp_path):
     _refused(search(c, sample.segy), 413, "too large", f"{LIMIT} bytes")
     # a file over the limit by less than the multipart allowance: caught while copying
     _refused(search(c, b"\0" * (LIMIT + 10), "g.npy"), 413, "too large")
-    assert _metric(c, 'seislens_uploads_rejected_total{reason="too_large"}') == 2
+    assert metric_value(c, 'seislens_uploads_rejected_total{reason="too_large"}') == 2
     r = search(c, _small_segy(sample, tmp_path), k=3)
     assert r.status_code == 200 and r.json()["results"][0]["id"] == sample.model_id
 
@@ -217,7 +226,7 @@ def test_reload_to_bundle_whose_index_mismatches_its_encoder(
     r = c.post("/v1/admin/reload", json={"bundle": str(bad)}, headers=_auth())
     _refused(r, 409, "bundle refused", "still serving", "rebuild the index")
     assert c.get("/v1/bundle").json()["path"] == str(tiny_bundle)
-    assert _metric(c, 'seislens_bundle_reloads_total{outcome="refused"}') == 1
+    assert metric_value(c, 'seislens_bundle_reloads_total{outcome="refused"}') == 1
     assert_serves(c, sample)
 
 
@@ -227,7 +236,8 @@ def test_reload_to_missing_or_broken_bundle(make_client, sample, tiny_bundle, tm
     _refused(r, 409, "does not exist")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
-    (broken / "encoders" / "seismic.onnx").write_bytes(b"not onnx")
+    seismic = json.loads((broken / "manifest.json").read_text())["velocity"]["encoders"]["seismic"]
+    (broken / seismic["file"]).write_bytes(b"not onnx")
     _refused(
         c.post("/v1/admin/reload", json={"bundle": str(broken)}, headers=_auth()),
         409,
@@ -239,7 +249,7 @@ def test_reload_to_missing_or_broken_bundle(make_client, sample, tiny_bundle, tm
     manifest["velocity"]["encoders"] = "oops"
     (malformed / "manifest.json").write_text(json.dumps(manifest))
     r = c.post("/v1/admin/reload", json={"bundle": str(malformed)}, headers=_auth())
-    _refused(r, 409, "could not load the bundle")
+    _refused(r, 409, "bundle refused", "field 'velocity.encoders'")
     _refused(c.post("/v1/admin/reload", json={"bundel": "x"}, headers=_auth()), 422, "bundel")
     assert_serves(c, sample)
 
@@ -256,11 +266,3 @@ def test_reload_outside_bundle_root(make_client, sample, tiny_bundle):
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def _metric(client, series: str) -> float:
-    """One sample's value from /metrics (0 when absent)."""
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    return 0.0

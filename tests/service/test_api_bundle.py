@@ -9,8 +9,9 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from seislens.index.builder import build
 from seislens.index.bundle import BundleError, read_manifest
-from seislens.index.library import build_velocity_index
+from seislens.models.branches import VELOCITY
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
 from seislens.service.state import BundleHolder, ReloadInProgressError, load_bundle
@@ -22,17 +23,17 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def test_bundle_summary(client, tiny_bundle):
     body = client.get("/v1/bundle").json()
     manifest = read_manifest(tiny_bundle)
-    assert body["path"] == str(tiny_bundle) and body["name"] == manifest["name"]
+    assert body["path"] == str(tiny_bundle) and body["name"] == manifest.name
     assert body["embed_dim"] == 256
     for key in ("seismic", "velocity", "descriptor"):
-        expected = manifest["velocity"]["encoders"][key]["sha256"]
+        expected = manifest.velocity.encoders[key].sha256
         assert body["encoders"][key]["sha256"] == expected
-    assert body["preprocessing"] == manifest["velocity"]["preprocessing"]
+    assert body["preprocessing"] == manifest.velocity.preprocessing
     assert body["training_metrics"]["epoch"] == 30
     index = body["index"]
     assert index["kind"] == "flat" and index["count"] == 24
     assert index["families"] == {"curvefault-b": 12, "flatvel-a": 12}
-    assert index["encoder_sha256"] == manifest["velocity"]["encoders"]["velocity"]["sha256"]
+    assert index["encoder_sha256"] == manifest.velocity.encoders["velocity"].sha256
     runtime = body["runtime"]
     assert runtime["execution_provider"] == "CPUExecutionProvider"
     assert runtime["gpu_index"] is False and "PREFER_GPU" in runtime["gpu_index_reason"]
@@ -132,7 +133,7 @@ def test_reload_keeps_in_flight_requests_on_their_bundle(settings, tiny_bundle, 
         previous, new = holder.reload(copy, settings)
         assert previous is old and holder.current is new
         assert not old.closed  # still usable by the request that holds it
-        assert old.library.store.count() == 24
+        assert old.branches["velocity"].library.store.count() == 24
     assert old.closed and old.leases == 0  # closed when its last lease ended
     with holder.lease() as current:
         assert current is new
@@ -182,7 +183,7 @@ def test_watch_reloads_after_an_index_rebuild(
     shutil.copytree(tiny_bundle, copy)
     c = make_client(bundle=copy, watch_interval_s=0.1)
     old_index = c.get("/v1/bundle").json()["index"]["path"]
-    build_velocity_index(copy, [tiny_velocity_data / "flatvel-a"], progress=False)  # the job
+    build(copy, VELOCITY, [tiny_velocity_data / "flatvel-a"], progress=False)  # the job
     deadline = time.monotonic() + 30
     while (index := c.get("/v1/bundle").json()["index"])["path"] == old_index:
         assert time.monotonic() < deadline, "the changed bundle was not reloaded"
@@ -208,11 +209,11 @@ def test_settings_from_environment(monkeypatch, tmp_path):
 
 
 def test_unreadable_metadata_store_answers_503(make_client, sample, monkeypatch):
-    """`seislens index build` deletes the previous index folder; until the service
-    reloads, a thread with no SQLite connection open yet cannot open it: a 503 that
-    says so, not a 500."""
+    """An index folder removed under the service (by hand: `seislens index build` keeps
+    the previous one): until the service reloads, a thread with no SQLite connection
+    open yet cannot open it: a 503 that says so, not a 500."""
     c = make_client()
-    store = c.app.state.holder.current.library.store
+    store = c.app.state.holder.current.branches["velocity"].library.store
 
     def gone(*args, **kwargs):
         raise sqlite3.OperationalError("unable to open database file")

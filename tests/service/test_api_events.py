@@ -114,15 +114,15 @@ def test_bundle_reports_the_event_branch(event_client, tiny_event_bundle):
     assert body["events_unavailable"] is None
     assert events["classes"] == list(CLASSES) and events["embed_dim"] == 256
     for key in ("spectrum", "info", "heads"):
-        expected = manifest["events"]["encoders"][key]["sha256"]
+        expected = manifest.events.encoders[key].sha256
         assert events["encoders"][key]["sha256"] == expected
     assert events["targets"]["distance"] == "km"
     assert events["execution_provider"] == "CPUExecutionProvider"
     index = events["index"]
-    entry = manifest["indexes"]["events"]
-    assert index["count"] == entry["count"] == 48 and index["kind"] == "flat"
-    assert index["per_class"] == entry["per_class"]
-    assert index["encoder_sha256"] == manifest["events"]["encoders"]["spectrum"]["sha256"]
+    entry = manifest.indexes["events"]
+    assert index["count"] == entry.count == 48 and index["kind"] == "flat"
+    assert index["per_class"] == entry.model_extra["per_class"]
+    assert index["encoder_sha256"] == manifest.events.encoders["spectrum"].sha256
     assert index["gpu_index"] is False and events["index_problem"] is None
     assert body["index"]["count"] == 24  # the velocity branch is still served
     text = event_client.get("/metrics").text
@@ -146,13 +146,14 @@ def test_events_index_unusable_classification_still_served(
     bundle = tmp_path / "b"
     shutil.copytree(tiny_event_bundle.bundle, bundle)
     manifest = read_manifest(bundle)
+    indexes = dict(manifest.indexes)
     if problem == "missing":
-        del manifest["indexes"]["events"]
+        del indexes["events"]
     elif problem == "other_encoder":  # an export after the last index build
-        manifest["indexes"]["events"]["encoder_sha256"] = "0" * 64
+        indexes["events"] = indexes["events"].model_copy(update={"encoder_sha256": "0" * 64})
     else:
-        (bundle / manifest["indexes"]["events"]["path"] / "vectors.faiss").write_bytes(b"x")
-    write_manifest(bundle, manifest)
+        (bundle / indexes["events"].path / "vectors.faiss").write_bytes(b"x")
+    write_manifest(bundle, manifest.model_copy(update={"indexes": indexes}))
     c = make_client(bundle=bundle)
     r = post(c, cer_bytes(), k=3)
     assert r.status_code == 200, r.text
@@ -168,7 +169,8 @@ def test_events_index_unusable_classification_still_served(
 def test_tampered_event_encoder_refuses_the_bundle(tiny_event_bundle, tmp_path, event_settings):
     bundle = tmp_path / "b"
     shutil.copytree(tiny_event_bundle.bundle, bundle)
-    with open(bundle / "encoders" / "event_heads.onnx", "ab") as fh:
+    heads = json.loads((bundle / "manifest.json").read_text())["events"]["encoders"]["heads"]
+    with open(bundle / heads["file"], "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(BundleError, match="events/heads"):
         load_bundle(bundle, event_settings)
@@ -447,8 +449,8 @@ def test_rejections_and_stages_are_counted(make_client, tiny_event_bundle):
     post(c, mseed(obspy.read()))
     assert post(c, cer_bytes()).status_code == 200
     text = c.get("/metrics").text
-    assert 'seislens_uploads_rejected_total{reason="mseed_format"} 1.0' in text
-    assert 'seislens_uploads_rejected_total{reason="mseed_too_short"} 1.0' in text
+    assert 'seislens_uploads_rejected_total{reason="unknown_format"} 1.0' in text
+    assert 'seislens_uploads_rejected_total{reason="too_short"} 1.0' in text
     for stage in ("read", "preprocess", "embed", "classify", "search"):
         assert f'seislens_event_stage_seconds_count{{stage="{stage}"}} 1.0' in text
     assert (

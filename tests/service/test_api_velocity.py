@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from seislens.data.gather_files import write_su
 from seislens.models.descriptors import DESCRIPTOR_NAMES, DESCRIPTOR_UNITS
-from seislens.service.estimation import (
-    Estimate,
-    EstimateStore,
-    similarity_weights,
-    weighted_mean_std,
-)
-from seislens.training.metrics import weighted_neighbours
+from seislens.models.estimation import neighbour_estimate, similarity_weights, weighted_mean_std
+from seislens.service.estimation import Estimate, EstimateStore
 from service_helpers import npy_bytes, search
 
 
@@ -46,10 +41,10 @@ def test_inferred_descriptors_are_weighted_over_the_top_k(client, sample):
         values = [m["descriptors"][name] for m in body["results"]]
         assert min(values) - 1e-6 <= est["mean"] <= max(values) + 1e-6
         assert est["std"] >= 0 and est["unit"] == DESCRIPTOR_UNITS[name]
-    # the same numbers as the evaluation's helper (training/metrics.py)
+    # the same numbers as the evaluation's estimator (seislens.models.estimation)
     scores = np.array([[m["score"] for m in body["results"]]])
     values = np.array([[m["descriptors"][n] for n in DESCRIPTOR_NAMES] for m in body["results"]])
-    mean, std = weighted_neighbours(scores, np.arange(8)[None], values, temperature=0.05)
+    mean, std = neighbour_estimate(scores, np.arange(8)[None], values, temperature=0.05)
     got = np.array([inferred[n]["mean"] for n in DESCRIPTOR_NAMES])
     assert np.allclose(got, mean[0], rtol=1e-4, atol=1e-4)
     assert np.allclose([inferred[n]["std"] for n in DESCRIPTOR_NAMES], std[0], atol=1e-3)
@@ -129,6 +124,22 @@ def test_estimate_store_drops_least_recently_used():
     assert store.get("a") is not None  # a is now the most recently used
     store.put(make("c"))
     assert store.get("b") is None and store.get("a") is not None and len(store) == 2
+
+
+def test_served_estimate_is_the_evaluations_estimate(client, sample, tiny_bundle):
+    """The evaluation's path (bundle opened by the pipeline, batched estimator over the
+    library's models) gives the served estimated model on the same neighbours."""
+    from seislens.pipeline import open_branch
+
+    body = search(client, sample.segy, k=6).json()
+    served = np.load(
+        io.BytesIO(client.get(body["estimated_model"]["url"], params={"format": "npy"}).content)
+    )
+    with open_branch(tiny_bundle, "velocity", need_library=True) as opened:
+        scores, ids = opened.library.search(opened.embedder.embed_gathers(sample.gather[None]), 6)
+        assert ids[0].tolist() == [m["id"] for m in body["results"]]
+        mean, _ = neighbour_estimate(scores, ids, opened.library.array("models"), 0.05)
+    np.testing.assert_allclose(served, mean[0].astype(np.float32), atol=1e-3)
 
 
 def test_similarity_weights_and_weighted_moments():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +14,21 @@ import torch
 from pydantic import ValidationError
 from seislens.data.event_dataset import EventDataset
 from seislens.data.event_synth import EventSynthConfig, generate_events
-from seislens.index.bundle import MANIFEST, read_manifest, write_manifest
-from seislens.index.event_library import build_events_index
+from seislens.index.builder import build
+from seislens.index.bundle import BundleError, read_manifest
+from seislens.models.branches import EVENTS
 from seislens.models.contract import EVENT_CLASSES as CLASSES
 from seislens.models.embedders import sha256_file
 from seislens.models.event_embedders import EventEmbedder
 from seislens.models.event_preprocess import dataset_waveform_to_spectrum
-from seislens.training.event_eval import evaluate_events, plot_confusion
-from seislens.training.event_export import EventExportError, export_event_branch
-from seislens.training.event_train import (
-    CHECKPOINT,
-    EventRunError,
-    load_event_config,
-    load_event_run,
-    load_view_cache,
-    train_events,
-)
+from seislens.training import runs
+from seislens.training.branch_training import load_config, load_run, train
+from seislens.training.event_cache import load_view_cache
+from seislens.training.event_metrics import plot_confusion
+from seislens.training.onnx_export import ExportError
+from seislens.training.runs import CHECKPOINT, RunError
+
+from seislens.pipeline import evaluate, export_to_bundle
 
 torch.set_num_threads(1)
 
@@ -42,21 +42,22 @@ def tiny_events(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_cfg(tiny_events):
-    return load_event_config("tiny", {"data": {"folder": str(tiny_events)}})
+    return load_config("events", "tiny", {"data": {"folder": str(tiny_events)}})
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_cfg, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("event-runs") / "tiny"
-    train_events(tiny_cfg, run, progress=False)
+    train(tiny_cfg, run, progress=False)
     return run
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tiny_run, tiny_events, tmp_path_factory) -> Path:
+def tiny_bundle(tiny_run, tiny_events, untrained_velocity_bundle, tmp_path_factory) -> Path:
     bundle = tmp_path_factory.mktemp("event-bundles") / "b"
-    export_event_branch(tiny_run, bundle)
-    build_events_index(bundle, [tiny_events], progress=False)
+    shutil.copytree(untrained_velocity_bundle, bundle)
+    export_to_bundle("events", tiny_run, bundle)
+    build(bundle, EVENTS, [tiny_events], progress=False)
     return bundle
 
 
@@ -68,8 +69,8 @@ def test_run_writes_checkpoint_metrics_and_cache(tiny_run, tiny_cfg):
     assert all(x["samples_per_s"] > 0 and np.isfinite(x["loss"]) for x in lines)
     assert "macro_f1" in lines[-1]["val"]["catalog"] and "auto" in lines[-1]["val"]
     assert set(lines[-1]["val"]["regression"]) == {"distance", "depth", "magnitude"}
-    _, state = load_event_run(tiny_run)
-    assert state["best"]["stage"] == "finetune"
+    trained = load_run(tiny_run)
+    assert trained.checkpoint["best"]["stage"] == "finetune" and trained.weights == "best"
     [key] = list((tiny_run / "cache").iterdir())
     spectra = np.load(key / "spectra.npy", mmap_mode="r")
     assert spectra.dtype == np.float16 and spectra.shape[1:] == (3, 3, 50, 120)
@@ -94,23 +95,24 @@ def test_cache_view_zero_is_the_serving_path(tiny_run, tiny_cfg, tiny_events):
 
 def test_export_parity_and_manifest(tiny_bundle, tiny_run, tiny_events):
     manifest = read_manifest(tiny_bundle)
-    section = manifest["events"]
-    assert section["classes"] == list(CLASSES) and section["embed_dim"] == 256
-    assert set(section["encoders"]) == {"spectrum", "info", "heads"}
-    for entry in section["encoders"].values():
-        assert sha256_file(tiny_bundle / entry["file"]) == entry["sha256"]
-    assert section["encoders"]["heads"]["outputs"] == [
+    section = manifest.events
+    assert section.classes == list(CLASSES) and section.embed_dim == 256
+    assert set(section.encoders) == {"spectrum", "info", "heads"}
+    for name, entry in section.encoders.items():
+        assert sha256_file(tiny_bundle / entry.file) == entry.sha256
+        assert entry.file == EVENTS.encoder_file(name, entry.sha256)  # content-addressed
+    assert section.encoders["heads"].outputs == [
         "logits",
         "probabilities",
         "distance",
         "depth",
         "magnitude",
     ]
-    assert all(p["checked"] < 1e-4 for p in section["parity"].values())
-    assert section["targets"]["distance"] == "km" and "preprocessing" in section
-    assert not list((tiny_bundle / "encoders").glob("*.tmp-*"))
+    assert all(p["checked"] < 1e-4 for p in section.parity.values())
+    assert section.targets["distance"] == "km" and section.preprocessing
+    assert not list((tiny_bundle / "encoders").glob("*.tmp"))
     # onnxruntime against torch on real spectra
-    model, _ = load_event_run(tiny_run)
+    model = load_run(tiny_run).network
     ds = EventDataset(tiny_events, split="test")
     spectra = np.stack(
         [
@@ -120,7 +122,7 @@ def test_export_parity_and_manifest(tiny_bundle, tiny_run, tiny_events):
             for i in range(len(ds))
         ]
     )
-    emb = EventEmbedder(tiny_bundle, section)
+    emb = EventEmbedder(tiny_bundle, manifest.events)
     probs, reg = emb.classify(spectra)
     x = torch.from_numpy(spectra)
     with torch.no_grad():
@@ -136,7 +138,7 @@ def test_export_parity_and_manifest(tiny_bundle, tiny_run, tiny_events):
 
 
 def test_evaluate_and_confusion_png(tiny_bundle, tiny_events, tmp_path):
-    result = evaluate_events(tiny_bundle, tiny_events, split="test")
+    result = evaluate("events", tiny_bundle, tiny_events, split="test")
     assert result["count"] == 4 and result["skipped_unknown_label"] == 0
     matrix = np.array(result["head"]["confusion"])
     assert matrix.shape == (4, 4) and matrix.sum() == 4
@@ -146,16 +148,14 @@ def test_evaluate_and_confusion_png(tiny_bundle, tiny_events, tmp_path):
     json.dumps(result)  # JSON-ready
     png = plot_confusion(matrix, CLASSES, tmp_path / "c.png")
     assert png.stat().st_size > 1000
-    auto = evaluate_events(tiny_bundle, tiny_events, split="dev", window="auto")
+    auto = evaluate("events", tiny_bundle, tiny_events, split="dev", window="auto")
     assert auto["count"] == 8
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
-    from seislens.training import event_train
-
     cache = tmp_path / "cache"
-    train_events(tiny_cfg, tmp_path / "full", progress=False, cache_dir=cache)
-    real_save = event_train._save_atomic
+    train(tiny_cfg, tmp_path / "full", progress=False, cache_dir=cache)
+    real_save = runs.save_atomic
     calls = {"n": 0}
 
     def save_then_die(obj, path):
@@ -164,61 +164,45 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, mon
         if calls["n"] == 3:  # after the first fine-tuning epoch
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(event_train, "_save_atomic", save_then_die)
+    monkeypatch.setattr(runs, "save_atomic", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_events(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
-    monkeypatch.setattr(event_train, "_save_atomic", real_save)
-    train_events(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
+        train(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
+    monkeypatch.setattr(runs, "save_atomic", real_save)
+    train(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
     a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)
     b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)
-    for k in a["model"]:
-        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
+    for k in a["network"]:
+        assert torch.allclose(a["network"][k].float(), b["network"][k].float(), atol=1e-6), k
+    for k in a["best"]["network"]:
+        assert torch.allclose(a["best"]["network"][k], b["best"]["network"][k], atol=1e-6), k
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
     # a finished run resumes to a no-op; another config is refused
-    train_events(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
+    train(tiny_cfg, tmp_path / "cut", progress=False, cache_dir=cache)
     other = tiny_cfg.model_copy(update={"seed": 1})
-    with pytest.raises(EventRunError, match="another config"):
-        train_events(other, tmp_path / "cut", progress=False, cache_dir=cache)
+    with pytest.raises(RunError, match="another config"):
+        train(other, tmp_path / "cut", progress=False, cache_dir=cache)
 
 
-def test_export_into_existing_manifest_and_parity_failure(tiny_run, tmp_path):
+def test_export_into_a_velocity_bundle_and_parity_failure(
+    tiny_run, untrained_velocity_bundle, tmp_path
+):
     bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    write_manifest(
-        bundle,
-        {
-            "schema_version": 1,
-            "name": "x",
-            "velocity": {"keep": 1},
-            "indexes": {"velocity": {"branch": "velocity"}},
-        },
-    )
-    with pytest.raises(EventExportError, match="differs from torch"):
-        export_event_branch(tiny_run, bundle, tolerance=0.0)
-    assert "events" not in read_manifest(bundle)
-    assert not list((bundle / "encoders").glob("*"))
-    export_event_branch(tiny_run, bundle)
-    manifest = read_manifest(bundle)
-    assert manifest["velocity"] == {"keep": 1} and "velocity" in manifest["indexes"]
-    assert "events" in manifest
-    fresh = tmp_path / "fresh"
-    export_event_branch(tiny_run, fresh, which="last")
-    assert read_manifest(fresh)["indexes"] == {}
-    assert (fresh / MANIFEST).exists()
-
-
-def test_velocity_reexport_carries_the_event_branch(tiny_bundle, tmp_path):
-    from seislens.training.export import _carry_events
-
-    tmp = tmp_path / "next"
-    (tmp / "encoders").mkdir(parents=True)
-    manifest = {"indexes": {}}
-    _carry_events(tiny_bundle, manifest, tmp)
-    assert manifest["events"]["encoders"]["spectrum"]["file"] == "encoders/event_spectrum.onnx"
-    for entry in manifest["events"]["encoders"].values():
-        assert (tmp / entry["file"]).exists()
-    assert (tmp / manifest["indexes"]["events"]["path"] / "vectors.faiss").exists()
+    shutil.copytree(untrained_velocity_bundle, bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    encoders = sorted(p.name for p in (bundle / "encoders").iterdir())
+    with pytest.raises(ExportError, match="differs from torch"):
+        export_to_bundle("events", tiny_run, bundle, tolerance=0.0)
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in (bundle / "encoders").iterdir()) == encoders
+    velocity = read_manifest(bundle).velocity
+    manifest = export_to_bundle("events", tiny_run, bundle, which="last")
+    assert manifest.velocity == velocity and manifest.events is not None
+    assert manifest.events.training_metrics["weights"] == "last"
+    # a bundle of the event branch alone would be refused by the service: not written
+    with pytest.raises(BundleError, match="velocity"):
+        export_to_bundle("events", tiny_run, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize(
@@ -237,24 +221,24 @@ def test_bad_config_refused(tmp_path, content, message):
     path = tmp_path / "bad.toml"
     path.write_text(content)
     with pytest.raises(ValidationError, match=message):
-        load_event_config(str(path))
+        load_config("events", str(path))
 
 
 def test_missing_preset_and_data_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="events preset"):
-        load_event_config("nope")
-    cfg = load_event_config("tiny", {"data": {"folder": str(tmp_path / "none")}})
+        load_config("events", "nope")
+    cfg = load_config("events", "tiny", {"data": {"folder": str(tmp_path / "none")}})
     with pytest.raises(ValueError, match="does not exist"):
-        train_events(cfg, tmp_path / "run", progress=False)
-    with pytest.raises(EventRunError, match=r"no checkpoint\.pt"):
-        load_event_run(tmp_path / "run")
+        train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(RunError, match=r"no checkpoint\.pt"):
+        load_run(tmp_path / "run")
 
 
 def test_presets_validate():
     for name in ("tiny", "default"):
-        cfg = load_event_config(name)
+        cfg = load_config("events", name)
         assert cfg.model.embed_dim == 256
-    assert os.path.basename(load_event_config("default").data.folder)
+    assert os.path.basename(load_config("events", "default").data.folder)
 
 
 def test_evaluate_any_seisbench_folder_maps_and_counts_labels(tiny_bundle, tiny_events, tmp_path):
@@ -270,11 +254,11 @@ def test_evaluate_any_seisbench_folder_maps_and_counts_labels(tiny_bundle, tiny_
             row = ds.metadata.iloc[i].drop(["trace_category", "split", "trace_chunk"]).to_dict()
             row["source_type"] = names.get(ds.labels[i], "sonic boom")
             writer.add_trace(row, ds.waveform(i))
-    result = evaluate_events(tiny_bundle, folder, split=None)
+    result = evaluate("events", tiny_bundle, folder, split=None)
     assert result["count"] == 3 and result["skipped_unknown_label"] == 1
     assert [result["head"]["per_class"][c]["support"] for c in CLASSES] == [1, 1, 1, 0]
     with pytest.raises(ValueError, match="no 'split' column"):
-        evaluate_events(tiny_bundle, folder, split="test")
-    cfg = load_event_config("tiny", {"data": {"folder": str(folder)}})
-    with pytest.raises(EventRunError, match="no 'split' column"):
-        train_events(cfg, tmp_path / "run", progress=False)
+        evaluate("events", tiny_bundle, folder, split="test")
+    cfg = load_config("events", "tiny", {"data": {"folder": str(folder)}})
+    with pytest.raises(RunError, match="no 'split' column"):
+        train(cfg, tmp_path / "run", progress=False)

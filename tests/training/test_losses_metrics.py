@@ -3,8 +3,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from seislens.models.estimation import neighbour_estimate, similarity_weights, weighted_mean_std
 from seislens.training.losses import clip_loss, trimodal_loss
-from seislens.training.metrics import cosine_stats, recall_at_k, ssim, weighted_neighbours
+from seislens.training.metrics import cosine_stats, recall_at_k, ssim
 
 
 def test_clip_loss_known_value():
@@ -53,9 +54,30 @@ def test_cosine_stats_and_ssim():
     assert (ssim(x, y) < 0.2).all()  # unrelated noise: little structure in common
 
 
-def test_weighted_neighbours():
+def test_neighbour_estimate_hand_worked():
     scores = np.array([[0.9, 0.9]])
     ids = np.array([[0, 1]])
     vals = np.array([[1.0], [3.0]])
-    mean, std = weighted_neighbours(scores, ids, vals)
+    mean, std = neighbour_estimate(scores, ids, vals)
     assert mean[0, 0] == pytest.approx(2.0) and std[0, 0] == pytest.approx(1.0)
+
+
+def test_batched_estimate_is_the_single_query_estimate_row_by_row(monkeypatch):
+    """The evaluation's batched path (Q, k) gives the served one-query numbers, chunked
+    or not."""
+    from seislens.models import estimation
+
+    rng = np.random.default_rng(0)
+    scores = np.sort(rng.uniform(0.2, 0.9, (7, 5)), axis=1)[:, ::-1]
+    ids = rng.integers(0, 20, (7, 5))
+    values = rng.normal(size=(20, 4, 3))
+    monkeypatch.setattr(estimation, "CHUNK_QUERIES", 3)
+    mean, std = neighbour_estimate(scores, ids, values, temperature=0.05)
+    for q in range(7):
+        m, s = weighted_mean_std(values[ids[q]], similarity_weights(scores[q], 0.05))
+        np.testing.assert_array_equal(mean[q], m)
+        np.testing.assert_array_equal(std[q], s)
+    with pytest.raises(ValueError, match="temperature"):
+        neighbour_estimate(scores, ids, values, temperature=0)
+    with pytest.raises(ValueError, match="must both be"):
+        neighbour_estimate(scores[0], ids[0], values)

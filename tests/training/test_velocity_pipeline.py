@@ -10,9 +10,10 @@ import torch
 from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.models.embedders import VelocityEmbedder
-from seislens.training.velocity_config import load_config
+from seislens.training import runs
+from seislens.training.branch_training import load_config, load_run, train
+from seislens.training.runs import CHECKPOINT
 from seislens.training.velocity_data import expand_folders
-from seislens.training.velocity_train import CHECKPOINT, load_run, train_velocity
 
 
 def test_run_writes_checkpoint_and_metrics(tiny_run):
@@ -26,7 +27,7 @@ def test_run_writes_checkpoint_and_metrics(tiny_run):
 
 def test_self_retrieval_and_parity_on_real_data(tiny_bundle, tiny_run, tiny_velocity_data):
     manifest = read_manifest(tiny_bundle)
-    emb = VelocityEmbedder(tiny_bundle, manifest["velocity"])
+    emb = VelocityEmbedder(tiny_bundle, manifest.velocity)
     datasets = [OpenFWIDataset(f) for f in expand_folders([tiny_velocity_data])]
     gathers = np.stack([d.gather(i) for d in datasets for i in range(len(d))])
     models = np.stack([d.model(i) for d in datasets for i in range(len(d))])
@@ -35,24 +36,22 @@ def test_self_retrieval_and_parity_on_real_data(tiny_bundle, tiny_run, tiny_velo
     assert s.shape == (24, 256)
     assert np.allclose(np.linalg.norm(s, axis=1), 1, atol=1e-5)
     # ONNX against torch on the same real inputs
-    model, _ = load_run(tiny_run)
+    net = load_run(tiny_run).network
     from seislens.models.velocity_preprocess import gather_features
 
     with torch.no_grad():
-        ref = model.encode_seismic(torch.from_numpy(gather_features(gathers, emb.pre.gather)))
+        ref = net.encode_seismic(torch.from_numpy(gather_features(gathers, emb.pre.gather)))
     assert np.abs(ref.numpy() - s).max() < 1e-4
     top1 = (s @ v.T).argmax(axis=1)
     assert np.mean(top1 == np.arange(24)) >= 0.9
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_velocity_data, tmp_path, monkeypatch):
-    from seislens.training import velocity_train
-
     over = {"data": {"train": [str(tiny_velocity_data)]}, "optim": {"epochs": 4}}
-    cfg = load_config("tiny", over)
-    train_velocity(cfg, tmp_path / "full", progress=False)
+    cfg = load_config("velocity", "tiny", over)
+    train(cfg, tmp_path / "full", progress=False)
 
-    real_save = velocity_train._save_atomic
+    real_save = runs.save_atomic
     calls = {"n": 0}
 
     def save_then_die(obj, path):
@@ -61,15 +60,18 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_velocity_data, tmp
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(velocity_train, "_save_atomic", save_then_die)
+    monkeypatch.setattr(runs, "save_atomic", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_velocity(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(velocity_train, "_save_atomic", real_save)
-    train_velocity(cfg, tmp_path / "cut", progress=False)
-    a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["model"]
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+        train(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(runs, "save_atomic", real_save)
+    train(cfg, tmp_path / "cut", progress=False)
+    a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)
+    b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)
+    for k in a["network"]:
+        assert torch.allclose(a["network"][k].float(), b["network"][k].float(), atol=1e-6), k
+    assert torch.equal(a["aug_rng"], b["aug_rng"]) and a["done"] == b["done"] == 4
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
 
 
 def cli(*args):
@@ -97,17 +99,24 @@ def test_eval_cli_json(tiny_bundle, tiny_velocity_data):
     assert out["open_set"]["library_size"] == 24
 
 
+DATA = '[data]\ntrain = ["d"]\n'
+
+
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "sets", "message"),
     [
-        ('name = "x"\nbogus = 1\n[data]\ntrain = ["d"]\n', "bogus"),
-        ('[data]\ntrain = ["d"]\n[optim]\nbatch_size = 0\n', "batch_size"),
+        (f'name = "x"\nbogus = 1\n{DATA}', [], "bogus"),
+        (f"{DATA}[optim]\nbatch_size = 0\n", [], "optim.batch_size"),
+        (DATA, ["optim.batch_size=1"], "optim.batch_size"),  # --set reaches nested keys
+        (DATA, ["optim.epochs=0"], "nothing to train"),
+        (DATA, ["optim"], "KEY.PATH=VALUE"),
     ],
 )
-def test_bad_config_exit_2(tmp_path, content, message):
+def test_bad_config_exit_2(tmp_path, content, sets, message):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(content)
-    r = cli("train", "velocity", "--config", str(cfg), "--run", str(tmp_path / "run"))
+    options = [x for item in sets for x in ("--set", item)]
+    r = cli("train", "velocity", "--config", str(cfg), "--run", str(tmp_path / "run"), *options)
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
@@ -120,6 +129,6 @@ def test_wrong_shape_data_and_missing_checkpoint_exit_2(tmp_path):
         "train", "velocity", "--config", "tiny", "--data", str(bad), "--run", str(tmp_path / "run")
     )
     assert r.returncode == 2 and "expected (5, 1000, 70)" in r.stderr, r.stderr
-    r = cli("export", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "b"))
+    r = cli("export", "--run", str(tmp_path / "nothing"), "--bundle", str(tmp_path / "b"))
     assert r.returncode == 2 and "no checkpoint.pt" in r.stderr, r.stderr
     assert not (tmp_path / "b").exists()

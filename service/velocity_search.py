@@ -9,12 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from seislens.index.library import LoadedLibrary
 from seislens.index.metadata import ItemRecord
+from seislens.models.contract import GATHER_SHAPE
 from seislens.models.descriptors import DESCRIPTOR_NAMES, DESCRIPTOR_UNITS
-from seislens.service.estimation import similarity_weights, weighted_mean_std
-from seislens.service.state import LoadedBundle
+from seislens.models.estimation import neighbour_estimate, similarity_weights
+from seislens.service.library_search import Neighbours, search_library
+
+if TYPE_CHECKING:
+    from seislens.service.state import LoadedBranch
 
 log = logging.getLogger("seislens.service")
 
@@ -40,15 +46,15 @@ class SearchOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def allowed_ids(bundle: LoadedBundle, family: str | None) -> np.ndarray | None:
+def allowed_ids(branch: LoadedBranch, family: str | None) -> np.ndarray | None:
     """Ids a search may return: all (None), or one family's."""
-    if family is None:
+    if family is None or branch.library is None:
         return None
-    return bundle.library.store.ids_for_family(family, "velocity")
+    return branch.library.ids_for_family(family)
 
 
 def search_gather(
-    bundle: LoadedBundle,
+    branch: LoadedBranch,
     gather: np.ndarray,
     k: int,
     family: str | None,
@@ -57,40 +63,28 @@ def search_gather(
     """Embed one gather (5, 1000, 70), search the library and infer from the top-k.
 
     Args:
-        bundle: the bundle to use (leased by the caller).
+        branch: the bundle's velocity branch (of a bundle leased by the caller); it
+            always has a library (the velocity branch is required with its index).
         gather: raw amplitudes, any scale and polarity.
         k: neighbours wanted (fewer come back when the library or family is smaller).
         family: restrict the search to this family, or None.
         temperature: softmax temperature of the similarity weights.
     """
+    assert branch.library is not None
     t0 = time.perf_counter()
-    vector = bundle.embedder.embed_gathers(gather[None])
+    vector = branch.embedder.embed_gathers(gather[None])
     t1 = time.perf_counter()
-    scores, ids = bundle.library.index.search(vector, k, allowed_ids(bundle, family))
-    records, kept = _records(bundle, ids[0])
-    scores = scores[0][kept]
+    (found,) = search_library(branch.library, vector, k, allowed_ids(branch, family))
     t2 = time.perf_counter()
-    outcome = _estimate(bundle, records, scores, temperature)
+    outcome = _estimate(branch.library, found, temperature)
     t3 = time.perf_counter()
     outcome.seconds = {"embed": t1 - t0, "search": t2 - t1, "estimate": t3 - t2}
     return outcome
 
 
-def _records(bundle: LoadedBundle, ids: np.ndarray) -> tuple[list[ItemRecord], np.ndarray]:
-    """The metadata of the found ids (empty slots and unknown ids dropped) and the
-    positions kept."""
-    valid = np.flatnonzero(ids >= 0)
-    found = bundle.library.store.get_many(ids[valid])
-    kept = [i for i, rec in zip(valid, found, strict=True) if rec is not None]
-    if len(kept) < len(valid):
-        log.warning("index of %s returned ids missing from its metadata store", bundle.name)
-    return [rec for rec in found if rec is not None], np.asarray(kept, dtype=np.int64)
-
-
-def _estimate(
-    bundle: LoadedBundle, records: list[ItemRecord], scores: np.ndarray, temperature: float
-) -> SearchOutcome:
+def _estimate(library: LoadedLibrary, found: Neighbours, temperature: float) -> SearchOutcome:
     """Similarity-weighted descriptors and velocity model over the top-k."""
+    records, scores = found.records, found.scores
     if not records:
         return SearchOutcome([], scores, np.zeros(0), {}, None)
     weights = similarity_weights(scores, temperature)
@@ -98,10 +92,11 @@ def _estimate(
         [[rec.descriptors.get(name, np.nan) for name in DESCRIPTOR_NAMES] for rec in records],
         dtype=np.float64,
     )
-    d_mean, d_std = weighted_mean_std(desc, weights)
-    rows = np.array([rec.row for rec in records], dtype=np.int64)
-    models = np.asarray(bundle.library.models[rows], dtype=np.float32)  # (n, 70, 70)
-    v_mean, _ = weighted_mean_std(models, weights)
+    # the estimator the evaluation uses: one query, neighbours in score order
+    order = np.arange(len(desc))[None]
+    d_mean, d_std = (a[0] for a in neighbour_estimate(scores[None], order, desc, temperature))
+    rows = np.array([[rec.row for rec in records]], dtype=np.int64)
+    v_mean = neighbour_estimate(scores[None], rows, library.array("models"), temperature)[0][0]
     descriptors = {
         name: (round(float(m), 4), round(float(s), 4))
         for name, m, s in zip(DESCRIPTOR_NAMES, d_mean, d_std, strict=True)
@@ -113,3 +108,13 @@ def _estimate(
 def descriptor_unit(name: str) -> str:
     """The unit of a descriptor ('' for one this version does not know)."""
     return DESCRIPTOR_UNITS.get(name, "")
+
+
+def warm_up_velocity(branch: LoadedBranch) -> None:
+    """One embedding and one search, so the first request is not the slow one and an
+    encoder that cannot run here fails at load, not at the first query."""
+    rng = np.random.default_rng(0)
+    gather = rng.standard_normal((1, *GATHER_SHAPE)).astype(np.float32)
+    vector = branch.embedder.embed_gathers(gather)
+    if branch.library is not None and len(branch.library):
+        branch.library.search(vector, 1)
