@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixture_types import EventBundle
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -53,15 +53,6 @@ def tiny_bundle(tiny_run, tiny_velocity_data, tmp_path_factory) -> Path:
     export_to_bundle(VELOCITY.name, tiny_run, bundle)
     build(bundle, VELOCITY, [tiny_velocity_data], progress=False)
     return bundle
-
-
-@dataclass(frozen=True)
-class EventBundle:
-    """A bundle with an event branch and the SeisBench-format folder it was trained on
-    and indexed from."""
-
-    bundle: Path
-    events: Path
 
 
 @pytest.fixture(scope="session")

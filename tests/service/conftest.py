@@ -1,45 +1,77 @@
-"""Service fixtures: a TestClient on the tiny bundle and a real gather with its own id;
-a client on the tiny bundle with an event branch (``tiny_event_bundle``, tests/conftest.py)."""
+"""Service fixtures, on the committed serving fixture (tests/fixtures/serving: a tiny
+bundle with both branches and one gather; rebuilt by build_serving_fixture.py), so the
+API tests need neither torch nor deepwave: a TestClient on the velocity-only bundle, a
+real gather with its own library id, and a client on the bundle with an event branch."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from seislens.data.openfwi import OpenFWIDataset
-from seislens.index.bundle import read_manifest
-from seislens.models.embedders import VelocityEmbedder
+from fixture_types import EventBundle
+from seislens.data.event_synth import EventSynthConfig, generate_events
+from seislens.index.bundle import read_manifest, write_manifest
+from seislens.models.branches import EVENTS
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
 from service_helpers import ADMIN_TOKEN, Sample, library_id_of, segy_bytes
 
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "serving"
+FIXTURE_EVENTS = EventSynthConfig(count=60, seed=3)
+"""The synthetic traces the fixture's events index was built over (regenerated here:
+the generator is deterministic)."""
+
 
 @pytest.fixture(scope="session")
-def sample(tiny_bundle, tiny_velocity_data, tmp_path_factory) -> Sample:
-    """A flatvel-a gather whose own model is its top-1 by a clear margin (chosen with the
-    bundle's embedder on the raw array, so the tests check the upload path end to end)."""
-    manifest = read_manifest(tiny_bundle)
-    embedder = VelocityEmbedder(tiny_bundle, manifest.velocity, threads=1)
-    dataset = OpenFWIDataset(tiny_velocity_data / "flatvel-a")
-    gathers = np.stack([dataset.gather(i) for i in range(len(dataset))])
-    models = np.stack([dataset.model(i) for i in range(len(dataset))])
-    sims = embedder.embed_gathers(gathers) @ embedder.embed_models(models).T
-    ranked = np.sort(sims, axis=1)
-    margin = np.where(
-        sims.argmax(axis=1) == np.arange(len(sims)), ranked[:, -1] - ranked[:, -2], -1
+def serving_fixture(tmp_path_factory) -> Path:
+    """A session copy of the committed fixture (tests never write into the repository)."""
+    copy = tmp_path_factory.mktemp("fixture") / "serving"
+    shutil.copytree(FIXTURE, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(serving_fixture, tmp_path_factory) -> Path:
+    """The fixture bundle without its event branch: the velocity-only bundle."""
+    bundle = tmp_path_factory.mktemp("velocity-only") / "tiny"
+    shutil.copytree(serving_fixture / "bundle", bundle)
+    manifest = read_manifest(bundle)
+    for entry in manifest.events.encoders.values():
+        (bundle / entry.file).unlink()
+    shutil.rmtree(bundle / manifest.indexes[EVENTS.index_name].path)
+    indexes = {k: v for k, v in manifest.indexes.items() if k != EVENTS.index_name}
+    write_manifest(
+        bundle, manifest.with_section(EVENTS.name, None).model_copy(update={"indexes": indexes})
     )
-    best = int(margin.argmax())
-    assert margin[best] > 0, "no gather of the tiny set retrieves its own model"
-    tmp = tmp_path_factory.mktemp("sample")
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_event_bundle(serving_fixture, tmp_path_factory) -> EventBundle:
+    """The fixture bundle with both branches and the SeisBench-format traces it indexes."""
+    root = tmp_path_factory.mktemp("fixture-events")
+    events = generate_events(root / "events", FIXTURE_EVENTS, progress=False)
+    return EventBundle(bundle=serving_fixture / "bundle", events=events)
+
+
+@pytest.fixture(scope="session")
+def sample(tiny_bundle, serving_fixture, tmp_path_factory) -> Sample:
+    """The fixture's flatvel-a gather, whose own velocity model is its top-1 by a clear
+    margin (chosen by build_serving_fixture.py with the bundle's embedder)."""
+    stored = np.load(serving_fixture / "velocity_sample.npz")
+    gather = stored["gather"]
+    velocity_model = stored["velocity_model"]
     return Sample(
-        family="flatvel-a",
-        index=best,
-        gather=gathers[best],
-        model=models[best],
-        model_id=library_id_of(tiny_bundle, models[best]),
-        segy=segy_bytes(gathers[best], tmp),
+        family=str(stored["family"]),
+        index=int(stored["index"]),
+        gather=gather,
+        model=velocity_model,
+        model_id=library_id_of(tiny_bundle, velocity_model),
+        segy=segy_bytes(gather, tmp_path_factory.mktemp("sample")),
     )
 
 

@@ -48,7 +48,7 @@ with TestClient(create_app(settings)) as client:
     bundle = client.get("/v1/bundle").json()
 loaded = sorted(m for m in ("torch", "deepwave", "onnx") if m in sys.modules)
 print(json.dumps({"ready": ready, "status": r.status_code, "results": len(r.json()["results"]),
-                  "branches": sorted(bundle["branches"]), "loaded": loaded}))
+                  "events": bundle.get("events") is not None, "loaded": loaded}))
 """
 
 
@@ -65,7 +65,7 @@ def test_app_answers_with_training_packages_unimportable():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["loaded"] == []
     assert out["ready"] == 200 and out["status"] == 200 and out["results"] > 0
-    assert out["branches"] == ["events", "velocity"]
+    assert out["events"], "the fixture bundle's event branch did not load"
 
 
 def test_the_blocker_really_blocks():
