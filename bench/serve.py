@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,9 +24,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _server import _start_server, _stop, _wait_ready
+from _common import print_table, server_env
 from seislens.data.gather_files import write_segy
 from seislens.models.contract import GATHER_SHAPE
+
+from seislens.server_process import running_server
 
 SEARCH = "/v1/velocity/search"
 
@@ -44,9 +45,9 @@ def main() -> None:
         f"\nbundle {args.bundle}, SEG-Y upload {len(segy) / 1e6:.2f} MB, k={args.k}, "
         f"{os.cpu_count()} CPU cores (client and server share them)\n"
     )
-    _table(["measure", "value", "goal"], rows)
+    print_table(["measure", "value", "goal"], rows)
     print("\nserver time per stage (median over the concurrency-1 requests, ms)\n")
-    _table(["stage", "ms"], [[k, f"{v:.2f}"] for k, v in stages.items()])
+    print_table(["stage", "ms"], [[k, f"{v:.2f}"] for k, v in stages.items()])
     print()
     _bench_encoders(args, gather)
 
@@ -56,18 +57,14 @@ def main() -> None:
 
 def _bench_http(args: argparse.Namespace, segy: bytes) -> tuple[list[list[str]], dict[str, float]]:
     """Start the server, measure, stop it; (table rows, stage medians)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _start_server(args, port)
-    try:
-        _wait_ready(proc, url, args.start_timeout)
-        latencies, stages = _sequential(url, segy, args.requests, args.k, args.warmup)
+    with running_server(
+        args.bundle, env=server_env(args), log_level="warning", start_timeout_s=args.start_timeout
+    ) as server:
+        latencies, stages = _sequential(server.url, segy, args.requests, args.k, args.warmup)
         rps, errors = asyncio.run(
-            _concurrent(url, segy, args.concurrent_requests, args.concurrency, args.k)
+            _concurrent(server.url, segy, args.concurrent_requests, args.concurrency, args.k)
         )
-        rss, rss_how = _peak_rss_mib(proc.pid)
-    finally:
-        _stop(proc)
+        rss, rss_how = _peak_rss_mib(server.pid)
     p50, p99 = np.percentile(latencies, [50, 99])
     rows = [
         [f"latency p50, concurrency 1 ({args.requests} requests)", f"{p50:.1f} ms", "≤ 30 ms"],
@@ -186,7 +183,7 @@ def _bench_encoders(args: argparse.Namespace, gather: np.ndarray) -> None:
             ]
         )
     print(f"{threads} threads each, median of {args.repeats} runs (ms per batch); goal ≥ 2×\n")
-    _table(["batch", "ONNX Runtime", "torch eager", "speed-up"], rows)
+    print_table(["batch", "ONNX Runtime", "torch eager", "speed-up"], rows)
 
 
 def _time(fn, repeats: int) -> float:
@@ -213,19 +210,6 @@ def _gather(data: Path | None) -> np.ndarray:
         return np.asarray(np.load(files[0], mmap_mode="r")[0], dtype=np.float32)
     print("no --data folder: uploading a synthetic random gather")
     return np.random.default_rng(0).standard_normal(GATHER_SHAPE).astype(np.float32)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 def _parse() -> argparse.Namespace:

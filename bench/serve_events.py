@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import statistics
 import sys
 import time
@@ -30,7 +29,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import obspy
-from _server import _start_server, _stop, _wait_ready
+from _common import print_table, server_env
+
+from seislens.server_process import running_server
 
 CLASSIFY = "/v1/events/classify"
 OBSPY = Path(obspy.__file__).parent
@@ -40,24 +41,25 @@ UH3 = sorted((OBSPY / "signal/tests/data").glob("BW.UH3*"))
 
 def main() -> None:
     args = _parse()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _start_server(args, port)
-    try:
-        _wait_ready(proc, url, args.start_timeout)
-        with httpx.Client(base_url=url, timeout=60) as http:
-            bundle = http.get("/v1/bundle").json()
-            events = bundle.get("events")
-            if events is None:
-                sys.exit(
-                    f"bundle {args.bundle} has no event branch: {bundle.get('events_unavailable')}"
-                )
-            cer = CER.read_bytes()
-            latencies, stages = _sequential(http, cer, args.requests, args.warmup, args.k)
-            recordings = _recordings()
-            answers = [(name, _classify(http, data, args.k)) for name, data in recordings]
-    finally:
-        _stop(proc)
+    with (
+        running_server(
+            args.bundle,
+            env=server_env(args),
+            log_level="warning",
+            start_timeout_s=args.start_timeout,
+        ) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        bundle = http.get("/v1/bundle").json()
+        events = bundle.get("events")
+        if events is None:
+            sys.exit(
+                f"bundle {args.bundle} has no event branch: {bundle.get('events_unavailable')}"
+            )
+        cer = CER.read_bytes()
+        latencies, stages = _sequential(http, cer, args.requests, args.warmup, args.k)
+        recordings = _recordings()
+        answers = [(name, _classify(http, data, args.k)) for name, data in recordings]
     index = events.get("index") or {}
     print(
         f"\nbundle {args.bundle}: event classes {', '.join(events['classes'])}; library "
@@ -66,7 +68,7 @@ def main() -> None:
         "share them)\n"
     )
     p50, p99 = np.percentile(latencies, [50, 99])
-    _table(
+    print_table(
         ["measure", "value", "goal"],
         [
             [
@@ -83,13 +85,13 @@ def main() -> None:
         ],
     )
     print("\nserver time per stage (median over the measured requests, ms)\n")
-    _table(["stage", "ms"], [[k, f"{v:.2f}"] for k, v in stages.items()])
+    print_table(["stage", "ms"], [[k, f"{v:.2f}"] for k, v in stages.items()])
     print("\n## What the service says of obspy's real recordings\n")
     print(
         "Trained on synthetic data only: these are the model's answers, not scored against "
         "any catalogue.\n"
     )
-    _table(
+    print_table(
         [
             "recording",
             "station",
@@ -185,19 +187,6 @@ def _rows(name: str, answer: dict) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------- server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |")
 
 
 def _parse() -> argparse.Namespace:

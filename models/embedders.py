@@ -70,7 +70,13 @@ class OnnxEncoder:
         """The execution provider that really runs this session."""
         return self.session.get_providers()[0]
 
+    @property
+    def output_names(self) -> list[str]:
+        """The graph's outputs, in order (the first is what ``__call__`` returns)."""
+        return [o.name for o in self.session.get_outputs()]
+
     def __call__(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        """(B, ...) inputs → the first output, e.g. (B, D) embeddings."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         outs = [
             self.session.run(None, {self.input_name: x[s : s + batch]})[0]
@@ -78,14 +84,30 @@ class OnnxEncoder:
         ]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
+    def outputs(self, x: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+        """(B, ...) inputs → every output by name, each concatenated over batches
+        (an empty input gives an empty dict)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
+        for s in range(0, len(x), batch):
+            values = self.session.run(None, {self.input_name: x[s : s + batch]})
+            for name, value in zip(parts, values, strict=True):
+                parts[name].append(value)
+        return {k: np.concatenate(v) for k, v in parts.items() if v}
 
-class VelocityEmbedder:
-    """The velocity branch of a bundle: preprocessing + three ONNX encoders.
+
+class BranchEmbedder:
+    """Every ONNX graph of one branch section, opened once (``graphs``, by encoder name).
+
+    Each branch's embedder extends this with its preprocessing and embedding methods;
+    the registry (:mod:`seislens.models.branches`) builds it as
+    ``cls(root, section, providers, threads)``.
 
     Args:
         root: the bundle directory.
-        section: the manifest's ``velocity`` section (encoder files, preprocessing).
-        providers: execution providers; threads: intra-op threads per session.
+        section: the branch's manifest section (encoder files, embedding size).
+        providers: execution providers (see :func:`choose_providers`); threads:
+            intra-op threads per session (0 lets onnxruntime decide).
     """
 
     def __init__(
@@ -95,16 +117,34 @@ class VelocityEmbedder:
         providers: list[str] | None = None,
         threads: int = 0,
     ):
-        self.pre = Preprocessing.model_validate(section.preprocessing)
-        enc = section.encoders
-        self.seismic = OnnxEncoder(root / enc["seismic"].file, providers, threads)
-        self.velocity = OnnxEncoder(root / enc["velocity"].file, providers, threads)
-        self.descriptor = OnnxEncoder(root / enc["descriptor"].file, providers, threads)
+        providers = providers or choose_providers()
         self.embed_dim = section.embed_dim
+        self.graphs = {
+            name: OnnxEncoder(Path(root) / entry.file, providers, threads)
+            for name, entry in section.encoders.items()
+        }
+        self._configure(section)
+
+    def _configure(self, section: BranchSection) -> None:
+        """The branch's own set-up from its section (preprocessing, named graphs)."""
 
     @property
     def provider(self) -> str:
-        return self.seismic.provider
+        """The execution provider that really runs the branch's first graph."""
+        return next(iter(self.graphs.values())).provider
+
+
+class VelocityEmbedder(BranchEmbedder):
+    """The velocity branch of a bundle: preprocessing + three ONNX encoders.
+
+    Args: as :class:`BranchEmbedder`, with the manifest's ``velocity`` section.
+    """
+
+    def _configure(self, section: BranchSection) -> None:
+        self.pre = Preprocessing.model_validate(section.preprocessing)
+        self.seismic = self.graphs["seismic"]
+        self.velocity = self.graphs["velocity"]
+        self.descriptor = self.graphs["descriptor"]
 
     def embed_gathers(self, gathers: np.ndarray) -> np.ndarray:
         """Raw (N, 5, 1000, 70) gathers (any scale or polarity) → (N, D)."""

@@ -10,11 +10,9 @@ preprocessing settings (:attr:`EventEmbedder.pre`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from seislens.models.contract import SPECTRUM_SHAPE
-from seislens.models.embedders import OnnxEncoder, choose_providers
+from seislens.models.contract import EVENT_TARGETS, SPECTRUM_SHAPE
+from seislens.models.embedders import BranchEmbedder
 from seislens.models.event_preprocess import (
     EventInputError,
     EventPreprocessConfig,
@@ -24,49 +22,23 @@ from seislens.models.event_preprocess import (
 from seislens.models.manifest import EventSection
 
 
-class EventEmbedder:
+class EventEmbedder(BranchEmbedder):
     """The event branch of a bundle: three ONNX graphs and their preprocessing settings.
 
-    Args:
-        root: the bundle directory.
-        section: the manifest's ``events`` section.
-        providers: execution providers (see ``choose_providers``); threads: intra-op
-            threads per session (0 lets onnxruntime decide).
+    Args: as :class:`~seislens.models.embedders.BranchEmbedder`, with the manifest's
+    ``events`` section.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        section: EventSection,
-        providers: list[str] | None = None,
-        threads: int = 0,
-    ):
-        import onnxruntime as ort
-
-        root = Path(root)
-        enc = section.encoders
-        providers = providers or choose_providers()
+    def _configure(self, section: EventSection) -> None:  # type: ignore[override]
         self.pre = EventPreprocessConfig.model_validate(section.preprocessing)
         self.classes: tuple[str, ...] = tuple(section.classes)
         self.targets: dict[str, str] = dict(section.targets)
-        self.embed_dim = section.embed_dim
-        self.spectrum = OnnxEncoder(root / enc["spectrum"].file, providers, threads)
-        self.info = OnnxEncoder(root / enc["info"].file, providers, threads)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self._heads = ort.InferenceSession(str(root / enc["heads"].file), opts, providers=providers)
-        self._heads_input = self._heads.get_inputs()[0].name
-        self._heads_outputs = [o.name for o in self._heads.get_outputs()]
         self.regression_outputs: tuple[str, ...] = tuple(
-            section.regression_outputs or ("distance", "depth", "magnitude")
+            section.regression_outputs or EVENT_TARGETS
         )
-
-    @property
-    def provider(self) -> str:
-        """The execution provider that really runs the spectrum encoder."""
-        return self.spectrum.provider
+        self.spectrum = self.graphs["spectrum"]
+        self.info = self.graphs["info"]
+        self.heads = self.graphs["heads"]
 
     def spectra(self, windows: list[EventWindow] | np.ndarray) -> np.ndarray:
         """(N, 3, 50, 120) spectra of EventWindows or of (N, 3, 6000) waveforms, computed
@@ -96,25 +68,13 @@ class EventEmbedder:
             "depth": (N,), "magnitude": (N,)}`` in the units of ``self.targets`` (km, km,
             magnitude units).
         """
-        x = _check_spectra(spectra)
-        probs: list[np.ndarray] = []
-        reg: dict[str, list[np.ndarray]] = {k: [] for k in self.regression_outputs}
-        for s in range(0, len(x), batch):
-            outs = dict(
-                zip(
-                    self._heads_outputs,
-                    self._heads.run(None, {self._heads_input: x[s : s + batch]}),
-                    strict=True,
-                )
-            )
-            probs.append(outs["probabilities"])
-            for k in reg:
-                reg[k].append(outs[k])
-        if not probs:
+        outs = self.heads.outputs(_check_spectra(spectra), batch)
+        if not outs:
+            empty = np.zeros(0, np.float32)
             return np.zeros((0, len(self.classes)), np.float32), {
-                k: np.zeros(0, np.float32) for k in reg
+                k: empty for k in self.regression_outputs
             }
-        return np.concatenate(probs), {k: np.concatenate(v) for k, v in reg.items()}
+        return outs["probabilities"], {k: outs[k] for k in self.regression_outputs}
 
 
 def _check_spectra(spectra: np.ndarray) -> np.ndarray:

@@ -9,10 +9,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from seislens.models.branches import BRANCH_NAMES, get_branch
+
+BranchName = Enum("BranchName", {name: name for name in BRANCH_NAMES}, type=str)
+"""The ``--branch`` choices: every branch of the registry (seislens.models.branches)."""
 
 app = typer.Typer(help="SeisLens: cross-modal retrieval for seismology.", no_args_is_help=True)
 data_app = typer.Typer(help="Generate and inspect datasets.", no_args_is_help=True)
@@ -170,27 +176,23 @@ def export_cmd(
     run: Annotated[Path, typer.Option(help="a training run folder")],
     bundle: Annotated[Path, typer.Option(help="the bundle folder to write (created if absent)")],
     branch: Annotated[
-        str,
-        typer.Option(
-            help="velocity or events: only that branch's section and encoders are replaced"
-        ),
-    ] = "velocity",
+        BranchName,
+        typer.Option(help="the branch whose section and encoders are replaced (only that one)"),
+    ] = BranchName("velocity"),
     tolerance: Annotated[float, typer.Option(help="max |onnx - torch| allowed")] = 1e-4,
     which: Annotated[str, typer.Option(help="best (validation-selected) or last weights")] = (
         "best"
     ),
 ) -> None:
     """Export a run's encoders to ONNX (checked against torch) into a bundle."""
-    from seislens.models.branches import BRANCH_NAMES
     from seislens.pipeline import export_to_bundle
 
-    if branch not in BRANCH_NAMES:
-        raise UsageError(f"--branch must be one of {', '.join(BRANCH_NAMES)}; got {branch!r}")
-    section = export_to_bundle(branch, run, bundle, tolerance, which).section(branch)
+    name = branch.value
+    section = export_to_bundle(name, run, bundle, tolerance, which).section(name)
     parity = {
         k: f"{v['max_abs_diff']:.1e} on {v.get('provider', '?')}" for k, v in section.parity.items()
     }
-    typer.echo(f"wrote {branch} encoders to {bundle}; onnxruntime vs torch: {parity}")
+    typer.echo(f"wrote {name} encoders to {bundle}; onnxruntime vs torch: {parity}")
 
 
 @index_app.command("build")
@@ -199,11 +201,11 @@ def index_build_cmd(
     bundle: Annotated[Path, typer.Option(help="the bundle folder")],
     library: Annotated[list[Path], typer.Option(help="library folders (repeat the option)")],
     branch: Annotated[
-        str,
+        BranchName,
         typer.Option(
             help="velocity (OpenFWI or model .npy folders) or events (SeisBench-format folders)"
         ),
-    ] = "velocity",
+    ] = BranchName("velocity"),
     add: Annotated[bool, typer.Option(help="append to the existing index")] = False,
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq")] = "flat",
     max_per_folder: Annotated[int | None, typer.Option(help="cap items per folder")] = None,
@@ -211,13 +213,10 @@ def index_build_cmd(
     """Embed a library into the bundle's index; the new index is swapped in atomically."""
     from seislens.index.builder import BuildConfig, build
     from seislens.index.vector_index import VectorIndexConfig
-    from seislens.models.branches import BRANCH_NAMES, get_branch
 
-    if branch not in BRANCH_NAMES:
-        raise UsageError(f"--branch must be one of {', '.join(BRANCH_NAMES)}; got {branch!r}")
     cfg = BuildConfig(index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder)
-    entry = build(bundle, get_branch(branch), library, cfg)
-    typer.echo(f"{bundle}: {branch} index {entry.path} with {entry.count} items")
+    entry = build(bundle, get_branch(branch.value), library, cfg)
+    typer.echo(f"{bundle}: {branch.value} index {entry.path} with {entry.count} items")
 
 
 @eval_app.command("velocity")

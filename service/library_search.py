@@ -9,7 +9,9 @@ The velocity path (:mod:`seislens.service.velocity_search`) and the event path
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from seislens.index.library import LoadedLibrary
@@ -64,3 +66,15 @@ def _neighbours(library: LoadedLibrary, ids: np.ndarray, scores: np.ndarray) -> 
         log.warning("the %s index returned ids missing from its metadata", library.branch.name)
     records = [rec for rec in found if rec is not None]
     return Neighbours(records, np.asarray(scores)[np.asarray(kept, dtype=np.int64)])
+
+
+def ranked_matches(
+    records: list[ItemRecord], scores: np.ndarray
+) -> Iterator[tuple[ItemRecord, dict[str, Any]]]:
+    """Each record with the fields every branch's match shares: ``rank`` (1 = best),
+    ``id``, ``score`` (cosine, rounded to 6 decimals) and ``source``."""
+    for rank, (rec, score) in enumerate(zip(records, scores, strict=True), 1):
+        yield (
+            rec,
+            {"rank": rank, "id": rec.id, "score": round(float(score), 6), "source": rec.source},
+        )

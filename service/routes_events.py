@@ -32,6 +32,7 @@ from seislens.service.event_search import (
     read_miniseed,
     run_events,
 )
+from seislens.service.library_search import ranked_matches
 from seislens.service.schemas import (
     EventClassifyResponse,
     EventQueryInfo,
@@ -305,15 +306,8 @@ def _window(s: StationOutcome) -> EventWindowInfo:
 
 def _similar(s: StationOutcome) -> list[SimilarEvent]:
     return [
-        SimilarEvent(
-            rank=rank,
-            id=rec.id,
-            score=round(float(score), 6),
-            label=rec.family,
-            source=rec.source,
-            metadata=rec.metadata,
-        )
-        for rank, (rec, score) in enumerate(zip(s.records, s.scores, strict=True), 1)
+        SimilarEvent(**shared, label=rec.family, metadata=rec.metadata)
+        for rec, shared in ranked_matches(s.records, s.scores)
     ]
 
 

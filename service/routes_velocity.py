@@ -17,6 +17,7 @@ from seislens.service.deps import BundleDep, EstimatesDep, MetricsDep, SettingsD
 from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
 from seislens.service.errors import InvalidParameterError, NotFoundError
 from seislens.service.estimation import Estimate
+from seislens.service.library_search import ranked_matches
 from seislens.service.rendering import (
     BINARY_RESPONSES,
     SPACING_M,
@@ -294,15 +295,12 @@ def _search_response(
 ) -> VelocitySearchResponse:
     results = [
         VelocityMatch(
-            rank=rank,
-            id=rec.id,
-            score=round(float(score), 6),
+            **shared,
             family=rec.family,
             descriptors=rec.descriptors,
-            source=rec.source,
             model_url=str(request.url_for("get_velocity_model", model_id=str(rec.id))),
         )
-        for rank, (rec, score) in enumerate(zip(outcome.records, outcome.scores, strict=True), 1)
+        for rec, shared in ranked_matches(outcome.records, outcome.scores)
     ]
     inferred = {
         name: DescriptorEstimate(mean=mean, std=std, unit=descriptor_unit(name))

@@ -46,15 +46,23 @@ class DescriptorEstimate(BaseModel):
     unit: str = Field(description="'m/s', '1/s', 'm' or 'count'")
 
 
-class VelocityMatch(BaseModel):
-    """One library velocity model among the top-k."""
+class LibraryMatch(BaseModel):
+    """What every branch's match has: one library item among the top-k."""
 
     rank: int = Field(description="1 for the best match")
-    id: int = Field(description="the model's id in the library")
-    score: float = Field(description="cosine similarity to the query gather, in [-1, 1]")
+    id: int = Field(description="the item's id in the library")
+    score: float = Field(description="cosine similarity of the embeddings, in [-1, 1]")
+    source: str = Field(
+        description="where the item came from (velocity: file and row; "
+        "events: <dataset folder>::<trace name>)"
+    )
+
+
+class VelocityMatch(LibraryMatch):
+    """One library velocity model among the top-k."""
+
     family: str = Field(description="the model's family, e.g. 'flatvel-a'")
     descriptors: dict[str, float] = Field(description="physical descriptors, name → value")
-    source: str = Field(description="where the model came from (file and row)")
     model_url: str = Field(description="GET this for the model (format=json|npy|png)")
 
 
@@ -257,14 +265,10 @@ class EventWindowInfo(BaseModel):
     input_sampling_rate_hz: float = Field(description="the record's rate (resampled to 100 Hz)")
 
 
-class SimilarEvent(BaseModel):
+class SimilarEvent(LibraryMatch):
     """One library event among the top-k."""
 
-    rank: int = Field(description="1 for the most similar")
-    id: int = Field(description="the event's id in the library")
-    score: float = Field(description="cosine similarity of the spectrum embeddings, in [-1, 1]")
     label: str = Field(description="its event type")
-    source: str = Field(description="where it came from: <dataset folder>::<trace name>")
     metadata: dict[str, Any] = Field(
         description="its catalogue entry: trace name, station, magnitude, depth_km, "
         "distance_km, back_azimuth_deg, snr_db, times, the window indexed, …"

@@ -21,7 +21,8 @@ import pytest
 from seislens.index.builder import build
 from seislens.index.bundle import read_manifest
 from seislens.models.branches import EVENTS, VELOCITY
-from uvicorn_server import uvicorn_server
+
+from seislens.server_process import running_server
 
 RELOAD_TIMEOUT_S = 60
 CER = Path(obspy.__file__).parent / "io/seisan/tests/data/2005-07-23-1452-04S.CER___030.mseed"
@@ -41,8 +42,8 @@ def served(tiny_event_bundle, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_event_bundle.bundle, bundle)
     watched = {"SEISLENS_PREFER_GPU": "false", "SEISLENS_WATCH_INTERVAL_S": "0.2"}
-    with uvicorn_server(bundle, tmp_path / "server.log", **watched) as url:
-        yield bundle, url
+    with running_server(bundle, tmp_path / "server.log", watched) as server:
+        yield bundle, server.url
 
 
 class Load:

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from uvicorn_server import uvicorn_server
+
+from seislens.server_process import running_server
 
 
 @pytest.fixture
 def server(tiny_bundle, tmp_path):
     """`serve()` in a subprocess on a free port; yields (base URL, log path)."""
     log_path = tmp_path / "server.log"
-    with uvicorn_server(tiny_bundle, log_path) as url:
-        yield url, log_path
+    with running_server(tiny_bundle, log_path) as running:
+        yield running.url, log_path
 
 
 def test_segy_upload_through_uvicorn(server, sample, tmp_path):

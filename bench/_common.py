@@ -1,0 +1,25 @@
+"""What the serving benchmarks share: the server's settings from the command line, and
+Markdown tables."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """``SEISLENS_*`` settings of the benchmarked server from ``--gpu``, ``--onnx-threads``
+    and (where the benchmark has it) ``--faiss-threads``."""
+    env = {"SEISLENS_PREFER_GPU": "true" if args.gpu else "false"}
+    if args.onnx_threads is not None:
+        env["SEISLENS_ONNX_THREADS"] = str(args.onnx_threads)
+    if getattr(args, "faiss_threads", None) is not None:
+        env["SEISLENS_FAISS_THREADS"] = str(args.faiss_threads)
+    return env
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table on stdout (cells with '|' or newlines made safe)."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |")
