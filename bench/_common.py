@@ -6,6 +6,26 @@ from __future__ import annotations
 import argparse
 
 
+def add_server_options(p: argparse.ArgumentParser, faiss_threads: bool = True) -> None:
+    """The benchmarked server's options: ``--onnx-threads``, ``--faiss-threads``,
+    ``--gpu`` and ``--start-timeout`` (seconds)."""
+    p.add_argument(
+        "--onnx-threads",
+        type=int,
+        default=None,
+        help="SEISLENS_ONNX_THREADS for the server (default: the service's, 1)",
+    )
+    if faiss_threads:
+        p.add_argument(
+            "--faiss-threads",
+            type=int,
+            default=None,
+            help="SEISLENS_FAISS_THREADS for the server (default: the service's, 1)",
+        )
+    p.add_argument("--gpu", action="store_true", help="let the server use CUDA / a GPU index")
+    p.add_argument("--start-timeout", type=float, default=120)
+
+
 def server_env(args: argparse.Namespace) -> dict[str, str]:
     """``SEISLENS_*`` settings of the benchmarked server from ``--gpu``, ``--onnx-threads``
     and (where the benchmark has it) ``--faiss-threads``."""

@@ -152,7 +152,7 @@ def _init_worker(bundle: str, threads: int) -> None:
 def _embed_span(seed: int, start: int, stop: int) -> np.ndarray:
     """Generate and embed models ``start .. stop-1`` of dataset ``seed``: (n, D)."""
     assert _EMBEDDER is not None, "_init_worker was not called"
-    return _EMBEDDER.embed_models(family_cycled_models(seed, start, stop))
+    return _EMBEDDER.embed_velocity_models(family_cycled_models(seed, start, stop))
 
 
 def _embedded_spans(
@@ -180,7 +180,9 @@ def _embedded_spans(
                 pending.append(pool.submit(_embed_span, seed, *nxt))
 
 
-def embed_models(bundle: Path, seed: int, n: int, dim: int, workers: int, desc: str) -> np.ndarray:
+def embed_velocity_models(
+    bundle: Path, seed: int, n: int, dim: int, workers: int, desc: str
+) -> np.ndarray:
     """(n, dim) embeddings of the first n family-cycled models of dataset ``seed``."""
     out = np.empty((n, dim), np.float32)
     spans = [(s, min(s + EMBED_CHUNK, n)) for s in range(0, n, EMBED_CHUNK)]
@@ -211,7 +213,7 @@ def cached_embeddings(
             return np.array(arr[:n], np.float32), f"cached ({path.name})"
     log(f"embedding {n} models (seed {seed}) in {max(workers, 1)} process(es)")
     t0 = time.perf_counter()
-    emb = embed_models(bundle, seed, n, dim, workers, desc=f"embed {prefix.split('-')[0]}")
+    emb = embed_velocity_models(bundle, seed, n, dim, workers, desc=f"embed {prefix.split('-')[0]}")
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{prefix}-{n}.npy"

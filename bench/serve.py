@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import print_table, server_env
+from _common import add_server_options, print_table, server_env
 from seislens.data.gather_files import write_segy
 from seislens.models.contract import GATHER_SHAPE
 
@@ -229,20 +229,7 @@ def _parse() -> argparse.Namespace:
         "--concurrent-requests", type=int, default=400, help="searches at the given concurrency"
     )
     p.add_argument("--k", type=int, default=10)
-    p.add_argument(
-        "--onnx-threads",
-        type=int,
-        default=None,
-        help="SEISLENS_ONNX_THREADS for the server (default: the service's, 1)",
-    )
-    p.add_argument(
-        "--faiss-threads",
-        type=int,
-        default=None,
-        help="SEISLENS_FAISS_THREADS for the server (default: the service's, 1)",
-    )
-    p.add_argument("--gpu", action="store_true", help="let the server use CUDA / a GPU index")
-    p.add_argument("--start-timeout", type=float, default=120)
+    add_server_options(p)
     p.add_argument(
         "--run", type=Path, default=None, help="training run for the ONNX vs torch comparison"
     )

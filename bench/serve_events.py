@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import obspy
-from _common import print_table, server_env
+from _common import add_server_options, print_table, server_env
 
 from seislens.server_process import running_server
 
@@ -195,14 +195,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=200, help="classifications at concurrency 1")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--k", type=int, default=10, help="similar events asked for")
-    p.add_argument(
-        "--onnx-threads",
-        type=int,
-        default=None,
-        help="SEISLENS_ONNX_THREADS for the server (default: the service's, 1)",
-    )
-    p.add_argument("--gpu", action="store_true", help="let the server use CUDA / a GPU index")
-    p.add_argument("--start-timeout", type=float, default=120)
+    add_server_options(p, faiss_threads=False)
     args = p.parse_args()
     if not (args.bundle / "manifest.json").exists():
         p.error(f"{args.bundle} is not a bundle (no manifest.json); pass --bundle")

@@ -175,7 +175,7 @@ class OpenFWIDataset:
         shard, j = self._locate(index)
         return np.asarray(shard.data[j], dtype=np.float32)
 
-    def model(self, index: int) -> np.ndarray:
+    def velocity_model(self, index: int) -> np.ndarray:
         """(nz, nx) float32 velocity model (m/s) of sample ``index``."""
         shard, j = self._locate(index)
         return np.asarray(shard.model[j, 0], dtype=np.float32)
@@ -187,7 +187,7 @@ class OpenFWIDataset:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(gather, model, descriptors) of sample ``index``."""
-        return self.gather(index), self.model(index), self.descriptors(index)
+        return self.gather(index), self.velocity_model(index), self.descriptors(index)
 
     def all_models(self) -> np.ndarray:
         """Every velocity model, (N, 70, 70) float32, read into memory (2 × 10⁴ B each)."""

@@ -124,7 +124,7 @@ class VelocityItems:
     ) -> ItemPart:
         models = source.read(start, stop)
         return ItemPart(
-            vectors=embedder.embed_models(models),
+            vectors=embedder.embed_velocity_models(models),
             arrays={"models": models.astype(np.float16)},
             family=[source.family] * (stop - start),
             source=[f"{source.path}[{i}]" for i in range(start, stop)],

@@ -150,7 +150,7 @@ class VelocityEmbedder(BranchEmbedder):
         """Raw (N, 5, 1000, 70) gathers (any scale or polarity) → (N, D)."""
         return self.seismic(gather_features(gathers, self.pre.gather))
 
-    def embed_models(self, models: np.ndarray) -> np.ndarray:
+    def embed_velocity_models(self, models: np.ndarray) -> np.ndarray:
         """(N, 70, 70) velocity models in m/s → (N, D)."""
         return self.velocity(velocity_features(models, self.pre.velocity))
 

@@ -51,7 +51,7 @@ def embed_dataset(
     fams = np.concatenate([[d.family] * len(d) for d in datasets])
     return {
         "seismic": np.concatenate(seis),
-        "velocity": embedder.embed_models(models),
+        "velocity": embedder.embed_velocity_models(models),
         "descriptor": embedder.embed_descriptors(desc),
         "models": models,
         "desc": desc,

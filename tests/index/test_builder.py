@@ -49,9 +49,11 @@ def test_velocity_add_appends_without_reembedding(velocity_bundle, tmp_path, mon
     models[:, 40:] = 3500.0
     np.save(extra / "models.npy", models)
     calls = []
-    real = VelocityEmbedder.embed_models
+    real = VelocityEmbedder.embed_velocity_models
     monkeypatch.setattr(
-        VelocityEmbedder, "embed_models", lambda self, m: calls.append(len(m)) or real(self, m)
+        VelocityEmbedder,
+        "embed_velocity_models",
+        lambda self, m: calls.append(len(m)) or real(self, m),
     )
     before = read_manifest(velocity_bundle).indexes["velocity"]
     entry = build(velocity_bundle, VELOCITY, [extra], BuildConfig(add=True), progress=False)

@@ -31,7 +31,7 @@ def test_velocity_library_finds_each_model_itself(velocity_bundle):
         assert len(lib) == 24 and models.shape == (24, 70, 70) and models.dtype == np.float16
         assert isinstance(models, np.memmap) and lib.array_names == ["models"]
         emb = VelocityEmbedder(velocity_bundle, manifest.velocity)
-        _, ids = lib.search(emb.embed_models(np.asarray(models, np.float32)), 1)
+        _, ids = lib.search(emb.embed_velocity_models(np.asarray(models, np.float32)), 1)
         assert (ids[:, 0] == np.arange(24)).all()
         first, last = lib.records([3, 13])
         assert first.family == "curvefault-b"  # folders in sorted order

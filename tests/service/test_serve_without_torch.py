@@ -106,3 +106,53 @@ def test_api_tests_pass_with_training_packages_unimportable():
     passed = re.search(r"(\d+) passed", tail)
     assert passed and int(passed.group(1)) >= 60, tail
     assert "failed" not in tail and "error" not in tail.lower().split("passed")[-1], tail
+
+
+@pytest.mark.slow
+def test_api_tests_pass_in_a_real_serve_only_install(tmp_path):
+    """``pip install .[serve]`` into a new virtual environment (from the package
+    registry: minutes), then the API tests run in it: torch is not there at all."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    install = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        f"{ROOT}[serve]",
+        "pytest",
+        "pytest-timeout",
+        "httpx",
+    ]
+    subprocess.run(install, check=True, timeout=1800, cwd=tmp_path)
+    probe = "import importlib.util as u; print(u.find_spec('torch') is None)"
+    assert (
+        subprocess.run(
+            [python, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "True"
+    )
+    proc = subprocess.run(
+        [
+            python,
+            "-m",
+            "pytest",
+            str(TESTS / "service"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            "-c",
+            str(ROOT / "pyproject.toml"),
+        ],
+        env={**os.environ, SERVE_ONLY: "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert re.search(r"(\d+) passed", proc.stdout[-4000:])

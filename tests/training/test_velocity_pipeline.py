@@ -30,9 +30,9 @@ def test_self_retrieval_and_parity_on_real_data(tiny_bundle, tiny_run, tiny_velo
     emb = VelocityEmbedder(tiny_bundle, manifest.velocity)
     datasets = [OpenFWIDataset(f) for f in expand_folders([tiny_velocity_data])]
     gathers = np.stack([d.gather(i) for d in datasets for i in range(len(d))])
-    models = np.stack([d.model(i) for d in datasets for i in range(len(d))])
+    models = np.stack([d.velocity_model(i) for d in datasets for i in range(len(d))])
     s = emb.embed_gathers(gathers)
-    v = emb.embed_models(models)
+    v = emb.embed_velocity_models(models)
     assert s.shape == (24, 256)
     assert np.allclose(np.linalg.norm(s, axis=1), 1, atol=1e-5)
     # ONNX against torch on the same real inputs
