@@ -49,7 +49,7 @@ def atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
+def read_dataset_manifest(folder: Path) -> dict[str, Any] | None:
     """The folder's manifest, or None when it has none."""
     path = Path(folder) / MANIFEST
     if not path.exists():
@@ -139,7 +139,7 @@ class OpenFWIDataset:
             raise DatasetError(
                 f"{self.folder} holds no OpenFWI shards (expected data1.npy + model1.npy …)"
             )
-        self.manifest = read_manifest(self.folder)
+        self.manifest = read_dataset_manifest(self.folder)
         self.shards = [_open_shard(self.folder, i) for i in indices]
         shapes = {s.data.shape[1:] for s in self.shards}
         if len(shapes) != 1:

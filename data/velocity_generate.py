@@ -23,7 +23,7 @@ from seislens.data.openfwi import (
     DatasetError,
     atomic_save_npy,
     atomic_write_json,
-    read_manifest,
+    read_dataset_manifest,
 )
 from seislens.data.velocity_families import check_family, velocity_models
 from seislens.data.velocity_forward import ForwardConfig, model_gathers
@@ -74,7 +74,7 @@ def _library_versions() -> dict[str, str]:
 
 def _check_folder(out: Path, cfg: VelocityGenConfig) -> dict[str, Any] | None:
     """Refuse a folder holding another dataset; return its manifest when it is ours."""
-    manifest = read_manifest(out)
+    manifest = read_dataset_manifest(out)
     if manifest is None:
         if any(out.glob("data*.npy")) or any(out.glob("model*.npy")):
             raise DatasetError(

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from seislens.index.bundle import BundleError
-from seislens.models.branches import BRANCHES, EVENTS, VELOCITY
+from seislens.models.branches import BRANCHES
 from seislens.service.api import api_router
 from seislens.service.error_docs import documented_openapi
 from seislens.service.errors import install_exception_handlers
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle = await run_in_threadpool(_load_at_startup, settings)
         holder.replace(bundle)
-        metrics.bundle_loaded(bundle.library_size(VELOCITY.name), bundle.library_size(EVENTS.name))
+        metrics.bundle_loaded(bundle.library_sizes())
         watcher = None
         if settings.watch_interval_s > 0:
             watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))

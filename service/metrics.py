@@ -70,9 +70,10 @@ class ServiceMetrics:
             buckets=_STAGE_BUCKETS,
             registry=reg,
         )
-        self.library_models = Gauge(
-            "seislens_library_models",
-            "Velocity models in the library being served.",
+        self.library_items = Gauge(
+            "seislens_library_items",
+            "Items in each branch's library being served (0 without one), by branch.",
+            ["branch"],
             registry=reg,
         )
         self.event_stage = Histogram(
@@ -82,16 +83,15 @@ class ServiceMetrics:
             buckets=_STAGE_BUCKETS,
             registry=reg,
         )
-        self.library_events = Gauge(
-            "seislens_library_events",
-            "Events in the events library being served (0 without one).",
-            registry=reg,
-        )
 
-    def bundle_loaded(self, models: int, events: int) -> None:
-        """Set the library gauges after a bundle is (re)loaded."""
-        self.library_models.set(models)
-        self.library_events.set(events)
+    def bundle_loaded(self, library_sizes: dict[str, int]) -> None:
+        """Set the library gauge of every branch after a bundle is (re)loaded.
+
+        Args:
+            library_sizes: items per branch name (every registry branch, 0 when absent).
+        """
+        for branch, size in library_sizes.items():
+            self.library_items.labels(branch).set(size)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

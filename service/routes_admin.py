@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 from seislens.index.bundle import BundleError
-from seislens.models.branches import EVENTS, VELOCITY
+from seislens.models.branches import VELOCITY
 from seislens.service.deps import AdminDep, HolderDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses
 from seislens.service.errors import (
@@ -98,7 +98,7 @@ def reload_bundle(
         raise bundle_refused(serving, exc) from exc
     seconds = time.perf_counter() - start
     metrics.reloads.labels("success").inc()
-    metrics.bundle_loaded(current.library_size(VELOCITY.name), current.library_size(EVENTS.name))
+    metrics.bundle_loaded(current.library_sizes())
     log.info("reloaded: now serving %s from %s (%.2f s)", current.name, current.path, seconds)
     return ReloadResponse(
         previous=_ref(previous) if previous else None, current=_ref(current), seconds=seconds

@@ -99,7 +99,7 @@ _ID_LEN = 64
 
 
 @dataclass(frozen=True)
-class EventParams:
+class EventQueryParams:
     """The parameters of an event query, from the query string or the form."""
 
     station: str | None
@@ -136,13 +136,13 @@ async def event_params(
         str | None, Form(alias="p_arrival", max_length=_ID_LEN, description=_P_DOC)
     ] = None,
     k_form: Annotated[int | None, Form(alias="k", ge=1, le=MAX_K, description=_K_DOC)] = None,
-) -> EventParams:
+) -> EventQueryParams:
     """Merge the query-string and form parameters; parse ``p_arrival``."""
     sta, _ = _one("station", _blank(station), _blank(station_form))
     p_text, where = _one("p_arrival", _blank(p_arrival), _blank(p_arrival_form))
     k_value, _ = _one("k", k, k_form)
     p_time = None if p_text is None else _p_arrival(str(p_text), where)
-    return EventParams(
+    return EventQueryParams(
         station=None if sta is None else str(sta),
         p_arrival=p_time,
         p_arrival_text=None if p_time is None else str(p_time),
@@ -166,7 +166,7 @@ async def event_branch(bundle: BundleDep) -> LoadedBranch:
     return branch
 
 
-ParamsDep = Annotated[EventParams, Depends(event_params)]
+ParamsDep = Annotated[EventQueryParams, Depends(event_params)]
 BranchDep = Annotated[LoadedBranch, Depends(event_branch)]
 FileField = Annotated[UploadFile, File(description=_FILE_DOC)]
 
@@ -241,7 +241,7 @@ def _run(
     branch: LoadedBranch,
     settings: SettingsDep,
     metrics: MetricsDep,
-    params: EventParams,
+    params: EventQueryParams,
     file: UploadFile,
     classify: bool,
 ) -> tuple[EventQueryInfo, EventOutcome]:

@@ -169,6 +169,10 @@ class LoadedBundle:
         loaded = self.branches.get(branch)
         return loaded.count if loaded is not None else 0
 
+    def library_sizes(self) -> dict[str, int]:
+        """:meth:`library_size` of every branch of the registry, by name."""
+        return {name: self.library_size(name) for name in BRANCHES}
+
     # ------------------------------------------------------------------ leases
 
     @property

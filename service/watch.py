@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 from seislens.index.bundle import BundleError
-from seislens.models.branches import EVENTS, VELOCITY
 from seislens.models.manifest import MANIFEST_FILE
 from seislens.service.metrics import ServiceMetrics
 from seislens.service.settings import Settings
@@ -64,7 +63,7 @@ async def _reload(
         log.warning("changed bundle %s refused, still serving the previous load: %s", path, exc)
         return True
     metrics.reloads.labels("success").inc()
-    velocity, events = new.library_size(VELOCITY.name), new.library_size(EVENTS.name)
-    metrics.bundle_loaded(velocity, events)
-    log.info("reloaded %s: %d velocity models, %d events", new.name, velocity, events)
+    sizes = new.library_sizes()
+    metrics.bundle_loaded(sizes)
+    log.info("reloaded %s: library items %s", new.name, sizes)
     return True

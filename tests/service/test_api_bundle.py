@@ -68,7 +68,7 @@ def test_metrics_count_requests_and_rejections(make_client, sample):
     assert 'seislens_uploads_rejected_total{reason="empty"} 1.0' in text
     assert 'seislens_http_request_duration_seconds_count{method="POST",' in text
     assert 'seislens_search_stage_seconds_count{stage="embed"} 1.0' in text
-    assert "seislens_library_models 24.0" in text
+    assert 'seislens_library_items{branch="velocity"} 24.0' in text
     assert "process_resident_memory_bytes" in text
 
 

@@ -126,7 +126,7 @@ def test_bundle_reports_the_event_branch(event_client, tiny_event_bundle):
     assert index["gpu_index"] is False and events["index_problem"] is None
     assert body["index"]["count"] == 24  # the velocity branch is still served
     text = event_client.get("/metrics").text
-    assert "seislens_library_events 48.0" in text
+    assert 'seislens_library_items{branch="events"} 48.0' in text
 
 
 def test_bundle_without_events_serves_velocity_and_says_so(client, sample):
@@ -469,7 +469,7 @@ def test_reload_adds_and_removes_the_event_branch(make_client, tiny_bundle, tiny
     r = c.post("/v1/admin/reload", json={"bundle": str(tiny_event_bundle.bundle)}, headers=auth)
     assert r.status_code == 200, r.text
     assert_serves(c)
-    assert "seislens_library_events 48.0" in c.get("/metrics").text
+    assert 'seislens_library_items{branch="events"} 48.0' in c.get("/metrics").text
     r = c.post("/v1/admin/reload", json={"bundle": str(tiny_bundle)}, headers=auth)
     assert r.status_code == 200, r.text
     refused(post(c, cer_bytes()), 404, "no event encoders")
