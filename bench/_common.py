@@ -4,6 +4,11 @@ Markdown tables."""
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
+import time
+
+import httpx
 
 
 def add_server_options(p: argparse.ArgumentParser, faiss_threads: bool = True) -> None:
@@ -43,3 +48,26 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |")
+
+
+def sequential_posts(
+    http: httpx.Client, route: str, filename: str, data: bytes, params: dict, n: int, warmup: int
+) -> tuple[list[float], dict[str, float]]:
+    """``n`` uploads to ``route`` one after another (after ``warmup`` unmeasured ones) on
+    one keep-alive connection: client latencies (ms) and the server's median time per
+    stage (its ``query.timing``, ms). A failed answer stops the benchmark."""
+    latencies: list[float] = []
+    timings: list[dict[str, float]] = []
+    for i in range(warmup + n):
+        t0 = time.perf_counter()
+        r = http.post(route, files={"file": (filename, data)}, params=params)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            sys.exit(f"{route} failed ({r.status_code}): {r.text}")
+        if i >= warmup:
+            latencies.append(elapsed)
+            timings.append(r.json()["query"]["timing"])
+    stages = {
+        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
+    }
+    return latencies, stages

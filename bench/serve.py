@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import add_server_options, print_table, server_env
+from _common import add_server_options, print_table, sequential_posts, server_env
 from seislens.data.gather_files import write_segy
 from seislens.models.contract import GATHER_SHAPE
 
@@ -84,20 +84,8 @@ def _sequential(
 ) -> tuple[list[float], dict[str, float]]:
     """n searches one after another on one keep-alive connection: latencies (ms) and
     the server's median time per stage."""
-    latencies, timings = [], []
     with httpx.Client(base_url=url, timeout=60) as http:
-        for i in range(warmup + n):
-            t0 = time.perf_counter()
-            r = http.post(SEARCH, files={"file": ("shot.sgy", segy)}, params={"k": k})
-            elapsed = (time.perf_counter() - t0) * 1000
-            r.raise_for_status()
-            if i >= warmup:
-                latencies.append(elapsed)
-                timings.append(r.json()["query"]["timing"])
-    stages = {
-        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
-    }
-    return latencies, stages
+        return sequential_posts(http, SEARCH, "shot.sgy", segy, {"k": k}, n, warmup)
 
 
 async def _concurrent(url: str, segy: bytes, n: int, concurrency: int, k: int) -> tuple[float, int]:

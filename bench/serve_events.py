@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import obspy
-from _common import add_server_options, print_table, server_env
+from _common import add_server_options, print_table, sequential_posts, server_env
 
 from seislens.server_process import running_server
 
@@ -116,20 +114,7 @@ def _sequential(
 ) -> tuple[list[float], dict[str, float]]:
     """n classifications one after another on one keep-alive connection: latencies
     (ms) and the server's median time per stage."""
-    latencies, timings = [], []
-    for i in range(warmup + n):
-        t0 = time.perf_counter()
-        r = http.post(CLASSIFY, files={"file": ("event.mseed", data)}, params={"k": k})
-        elapsed = (time.perf_counter() - t0) * 1000
-        if r.status_code != 200:
-            sys.exit(f"classification failed ({r.status_code}): {r.text}")
-        if i >= warmup:
-            latencies.append(elapsed)
-            timings.append(r.json()["query"]["timing"])
-    stages = {
-        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
-    }
-    return latencies, stages
+    return sequential_posts(http, CLASSIFY, "event.mseed", data, {"k": k}, n, warmup)
 
 
 def _classify(http: httpx.Client, data: bytes, k: int) -> dict:
