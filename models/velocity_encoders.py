@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from seislens.models.contract import N_RECEIVERS, NX
 from torch import nn
 
 
@@ -30,7 +31,7 @@ class SeismicEncoderConfig(BaseModel):
 
     shots: int = Field(5, gt=0)
     time_samples: int = Field(125, gt=0, description="T' after decimation")
-    receivers: int = Field(70, gt=0)
+    receivers: int = Field(N_RECEIVERS, gt=0)
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     blocks_per_stage: int = Field(1, ge=1)
     stem_time_stride: int = Field(2, ge=1)
@@ -45,7 +46,7 @@ class VelocityEncoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    size: int = Field(70, gt=0)
+    size: int = Field(NX, gt=0)
     stem_stride: int = Field(2, ge=1, description="stride of the stem convolution")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     blocks_per_stage: int = Field(2, ge=1)

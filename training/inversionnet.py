@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from seislens.models.contract import N_RECEIVERS
 from torch import nn
 from tqdm import tqdm
 
@@ -47,7 +48,7 @@ class InversionNet(nn.Module):
         self,
         shots: int = 5,
         time_samples: int = 125,
-        receivers: int = 70,
+        receivers: int = N_RECEIVERS,
         width: int = 16,
         latent: int = 256,
     ):
