@@ -74,17 +74,73 @@ def evaluate_events(
         ValueError: a bad option, or a split without usable labelled traces.
         ManifestError: the embedder's classes are not ``CLASSES``.
     """
+    _check_options(embedder, window, k)
+    ds = EventDataset(data_dir, split=split)
+    labelled = np.flatnonzero(ds.label_ids >= 0)
+    if max_traces is not None:
+        labelled = labelled[:max_traces]
+    t0 = time.perf_counter()
+    found = _predict(ds, labelled, embedder, library, k, window, progress)
+    if found is None:
+        raise ValueError(
+            f"{data_dir}: no usable labelled trace in split {split!r} "
+            f"({int((ds.label_ids < 0).sum())} with labels outside {list(CLASSES)})"
+        )
+    rows, head_pred, knn_pred, reg = found
+    truth = ds.label_ids[rows]
+    head = classification_report(truth, head_pred, CLASSES)
+    knn = None
+    if knn_pred is not None and library is not None:
+        knn = {
+            "k": k,
+            "library_size": len(library),
+            **classification_report(truth, knn_pred, CLASSES),
+        }
+    seconds = time.perf_counter() - t0
+    return {
+        "data": str(data_dir),
+        "split": split,
+        "window": window,
+        "classes": list(CLASSES),
+        "count": len(rows),
+        "skipped_unknown_label": int((ds.label_ids < 0).sum()),
+        "refused_by_preprocessing": int(len(labelled) - len(rows)),
+        "provider": embedder.provider,
+        "accuracy": head["accuracy"],
+        "macro_f1": head["macro_f1"],
+        "head": head,
+        "knn": knn,
+        "regression": regression_mae(reg, event_targets(ds)[rows], TARGET_NAMES, embedder.targets),
+        "seconds": round(seconds, 2),
+        "traces_per_s": round(len(rows) / max(seconds, 1e-9), 1),
+    }
+
+
+def _check_options(embedder: EventEmbedder, window: str, k: int) -> None:
     if window not in ("catalog", "auto"):
         raise ValueError(f"window is {window!r}; expected 'catalog' or 'auto'")
     if k < 1:
         raise ValueError(f"k is {k}; expected k >= 1")
     if tuple(embedder.classes) != CLASSES:
         raise ManifestError(f"event classes {list(embedder.classes)}; expected {list(CLASSES)}")
-    ds = EventDataset(data_dir, split=split)
-    labelled = np.flatnonzero(ds.label_ids >= 0)
-    if max_traces is not None:
-        labelled = labelled[:max_traces]
-    t0 = time.perf_counter()
+
+
+def _predict(
+    ds: EventDataset,
+    labelled: np.ndarray,
+    embedder: EventEmbedder,
+    library: LibraryView | None,
+    k: int,
+    window: WindowMode,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None:
+    """Head and k-NN predictions of the labelled rows preprocessing accepts.
+
+    Returns:
+        (rows kept (n,), head classes (n,), k-NN classes (n,) or None without a library,
+        regression outputs (n, 3) in ``TARGET_NAMES`` order), or None when no row was
+        kept.
+    """
     kept, head_pred, knn_pred, reg = [], [], [], []
     bar = tqdm(total=len(labelled), desc="evaluating", unit="trace", disable=not progress)
     try:
@@ -103,39 +159,7 @@ def evaluate_events(
                 knn_pred.append(knn_vote(scores, library.take("labels", ids), len(CLASSES)))
     finally:
         bar.close()
-    library_size = len(library) if library is not None else 0
     if not kept:
-        raise ValueError(
-            f"{data_dir}: no usable labelled trace in split {split!r} "
-            f"({int((ds.label_ids < 0).sum())} with labels outside {list(CLASSES)})"
-        )
-    rows = np.concatenate(kept)
-    truth = ds.label_ids[rows]
-    head = classification_report(truth, np.concatenate(head_pred), CLASSES)
-    knn = None
-    if knn_pred:
-        knn = {
-            "k": k,
-            "library_size": library_size,
-            **classification_report(truth, np.concatenate(knn_pred), CLASSES),
-        }
-    seconds = time.perf_counter() - t0
-    return {
-        "data": str(data_dir),
-        "split": split,
-        "window": window,
-        "classes": list(CLASSES),
-        "count": len(rows),
-        "skipped_unknown_label": int((ds.label_ids < 0).sum()),
-        "refused_by_preprocessing": int(len(labelled) - len(rows)),
-        "provider": embedder.provider,
-        "accuracy": head["accuracy"],
-        "macro_f1": head["macro_f1"],
-        "head": head,
-        "knn": knn,
-        "regression": regression_mae(
-            np.concatenate(reg), event_targets(ds)[rows], TARGET_NAMES, embedder.targets
-        ),
-        "seconds": round(seconds, 2),
-        "traces_per_s": round(len(rows) / max(seconds, 1e-9), 1),
-    }
+        return None
+    knn = np.concatenate(knn_pred) if knn_pred else None
+    return np.concatenate(kept), np.concatenate(head_pred), knn, np.concatenate(reg)
