@@ -65,12 +65,41 @@ class BranchSection(_Open):
     versions: dict[str, Any] = Field(default_factory=dict)
 
 
+class VelocityCalibration(_Open):
+    """How familiar a gather query is, and how wide its descriptor spreads must be,
+    measured on held-out in-distribution queries against one library index.
+
+    ``top1_scores`` are the calibration queries' best cosine scores, ascending: a new
+    query's familiarity is the fraction of them at or below its own best score (an
+    empirical CDF in [0, 1]); below ``warn_below`` the answer carries a warning, which
+    by construction fires on about that fraction of in-distribution queries.
+    ``std_scale`` multiplies each descriptor's neighbour spread so that mean ± std
+    covered the truth in ``coverage`` of the calibration queries (split-conformal, at
+    ``k`` neighbours). Valid only for the index at ``index_path`` embedded by the
+    encoder ``encoder_sha256``; the service ignores it otherwise.
+    """
+
+    index_path: str
+    encoder_sha256: str
+    k: int = Field(gt=0)
+    queries: int = Field(gt=0)
+    top1_scores: list[float]
+    warn_below: float = Field(0.05, ge=0.0, le=1.0)
+    coverage: float = Field(0.6827, gt=0.0, lt=1.0)
+    std_scale: dict[str, float] = Field(default_factory=dict)
+    data: list[str] = Field(default_factory=list)
+    created: str | None = None
+
+
 class VelocitySection(BranchSection):
     """The velocity branch: ``seismic``, ``velocity`` and ``descriptor`` encoders.
 
     ``preprocessing`` holds ``gather`` (decimate, log_alpha, mean, std, n_time),
-    ``velocity`` (v_min, v_max in m/s) and ``descriptors`` (mean, std: 9 floats each).
+    ``velocity`` (v_min, v_max in m/s) and ``descriptors`` (mean, std: 9 floats each);
+    ``calibration`` (optional) the familiarity and spread calibration of its index.
     """
+
+    calibration: VelocityCalibration | None = None
 
 
 class EventSection(BranchSection):

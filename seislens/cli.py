@@ -29,6 +29,10 @@ eval_app = typer.Typer(help="Evaluate a bundle on a dataset.", no_args_is_help=T
 app.add_typer(eval_app, name="eval")
 index_app = typer.Typer(help="Build library indexes inside a bundle.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+calibrate_app = typer.Typer(
+    help="Calibrate a bundle's familiarity score and spreads.", no_args_is_help=True
+)
+app.add_typer(calibrate_app, name="calibrate")
 bundle_app = typer.Typer(help="Build whole bundles.", no_args_is_help=True)
 app.add_typer(bundle_app, name="bundle")
 
@@ -217,6 +221,30 @@ def index_build_cmd(
     cfg = BuildConfig(index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder)
     entry = build(bundle, get_branch(branch.value), library, cfg)
     typer.echo(f"{bundle}: {branch.value} index {entry.path} with {entry.count} items")
+
+
+@calibrate_app.command("velocity")
+@user_errors
+def calibrate_velocity_cmd(
+    bundle: Annotated[Path, typer.Option(help="the bundle folder (its manifest is updated)")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="held-out OpenFWI folder(s): velocity models not in the library"),
+    ],
+    k: Annotated[int, typer.Option(help="neighbours per query (the service's default k)")] = 10,
+    warn_below: Annotated[
+        float, typer.Option(help="familiarity under which answers carry a warning")
+    ] = 0.05,
+) -> None:
+    """Calibrate the familiarity score and descriptor spreads of the velocity index."""
+    from seislens.pipeline import calibrate_velocity_bundle
+
+    cal = calibrate_velocity_bundle(bundle, data, k, warn_below)
+    scales = ", ".join(f"{n} ×{v:.2f}" for n, v in cal.std_scale.items())
+    typer.echo(
+        f"{bundle}: calibrated on {cal.queries} queries (k={cal.k}); best-score median "
+        f"{cal.top1_scores[len(cal.top1_scores) // 2]:.3f}; spread factors: {scales}"
+    )
 
 
 @eval_app.command("velocity")

@@ -166,6 +166,45 @@ def evaluate(branch_name: str, bundle: Path, data: Any, **options: Any) -> dict[
     return {"bundle": str(bundle), **result}
 
 
+def calibrate_velocity_bundle(
+    bundle: Path,
+    data: list[Path],
+    k: int = 10,
+    warn_below: float = 0.05,
+    progress: bool = True,
+) -> Any:
+    """Calibrate the familiarity score and descriptor spreads of ``bundle``'s velocity
+    index on held-out OpenFWI folders ``data``, and write the calibration into the
+    velocity section of its manifest (atomically; refused if the index changed
+    meanwhile). Returns the :class:`~seislens.models.manifest.VelocityCalibration`."""
+    from seislens.data.openfwi import OpenFWIDataset
+    from seislens.index.bundle import BundleError, read_manifest, write_manifest
+    from seislens.models.branches import VELOCITY
+    from seislens.training.velocity_calibration import calibrate_velocity
+    from seislens.training.velocity_data import expand_folders
+
+    datasets = [OpenFWIDataset(folder) for folder in expand_folders(data)]
+    with open_branch(bundle, VELOCITY.name, need_library=True) as opened:
+        entry = opened.manifest.indexes[VELOCITY.index_name]
+        query_sha = opened.section.encoders[VELOCITY.query_encoder].sha256
+        calibration = calibrate_velocity(
+            opened.embedder,
+            opened.library,
+            datasets,
+            entry.path,
+            query_sha,
+            k,
+            warn_below,
+            progress=progress,
+        )
+    manifest = read_manifest(bundle)
+    if manifest.indexes[VELOCITY.index_name].path != entry.path:
+        raise BundleError(f"{bundle}: the velocity index changed while calibrating; rerun")
+    section = manifest.velocity.model_copy(update={"calibration": calibration})
+    write_manifest(bundle, manifest.with_section(VELOCITY.name, section))
+    return calibration
+
+
 def build_bundle(preset: BundlePreset) -> dict[str, Any]:
     """Run the whole pipeline; returns the evaluation written into the manifest."""
     from seislens.index.builder import BuildConfig, build

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+from seislens.models.familiarity import conformal_scale, familiarity
+from seislens.models.manifest import VelocityCalibration
+
+
+def _calibration(scores) -> VelocityCalibration:
+    return VelocityCalibration(
+        index_path="index/velocity-x",
+        encoder_sha256="0" * 64,
+        k=10,
+        queries=len(scores),
+        top1_scores=sorted(scores),
+    )
+
+
+def test_familiarity_is_the_empirical_cdf_and_monotone():
+    cal = _calibration([0.5, 0.6, 0.7, 0.8])
+    assert familiarity(0.1, cal) == 0.0
+    assert familiarity(0.65, cal) == 0.5
+    assert familiarity(0.99, cal) == 1.0
+    grid = np.linspace(-1, 1, 101)
+    values = familiarity(grid, cal)
+    assert np.all(np.diff(values) >= 0) and values.min() >= 0 and values.max() <= 1
+
+
+def test_familiarity_refuses_an_unsorted_reference():
+    cal = _calibration([0.5, 0.6]).model_copy(update={"top1_scores": [0.6, 0.5]})
+    with pytest.raises(ValueError, match="ascending"):
+        familiarity(0.5, cal)
+
+
+def test_conformal_scale_gives_the_asked_coverage():
+    rng = np.random.default_rng(0)
+    spreads = rng.uniform(0.5, 2.0, 4000)
+    errors = np.abs(rng.normal(0, 3.0 * spreads))  # true spread is 3x the reported one
+    c = conformal_scale(errors[:2000], spreads[:2000], floor=1.0, coverage=0.6827)
+    held_out = np.mean(errors[2000:] <= c * spreads[2000:])
+    assert 2.5 < c < 3.5 and abs(held_out - 0.6827) < 0.03
+
+
+def test_conformal_scale_checks_its_arguments():
+    with pytest.raises(ValueError, match="want"):
+        conformal_scale(np.ones(3), np.ones(4), 1.0, 0.68)
+    with pytest.raises(ValueError, match="coverage"):
+        conformal_scale(np.ones(3), np.ones(3), 1.0, 1.0)

@@ -1,0 +1,99 @@
+"""Calibrate a velocity bundle's familiarity score and descriptor spreads (no torch).
+
+Held-out in-distribution gathers (OpenFWI-format folders whose velocity models are not
+in the library) are searched against the bundle's library exactly as the service
+searches them (top-k, the served estimator); their best scores become the familiarity
+reference and their descriptor errors the split-conformal spread factors
+(:mod:`seislens.models.familiarity`). The caller opens the bundle and writes the result
+into its manifest (``seislens calibrate velocity``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from seislens.data.openfwi import OpenFWIDataset
+from seislens.models.descriptors import DESCRIPTOR_FLOORS, DESCRIPTOR_NAMES
+from seislens.models.embedders import VelocityEmbedder
+from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
+from seislens.models.familiarity import conformal_scale
+from seislens.models.library_view import LibraryView
+from seislens.models.manifest import VelocityCalibration
+from tqdm import tqdm
+
+MIN_QUERIES = 20
+"""Fewer held-out queries than this give no usable quantiles: refused."""
+
+
+def calibrate_velocity(
+    embedder: VelocityEmbedder,
+    library: LibraryView,
+    datasets: list[OpenFWIDataset],
+    index_path: str,
+    encoder_sha256: str,
+    k: int = 10,
+    warn_below: float = 0.05,
+    coverage: float = 0.6827,
+    progress: bool = True,
+) -> VelocityCalibration:
+    """Familiarity reference and spread factors from held-out gathers.
+
+    Args:
+        embedder: the bundle's velocity embedder.
+        library: the bundle's velocity library (``models`` array, descriptors).
+        datasets: held-out OpenFWI-format datasets (gathers (5, 1000, 70), models and
+            descriptors); none of their velocity models may be in the library.
+        index_path, encoder_sha256: the index and seismic encoder calibrated.
+        k: neighbours per query, as the service's default ``k``.
+        warn_below: familiarity under which answers carry a warning.
+        coverage: the coverage the calibrated ±1 spread is to have.
+        progress: a progress bar while embedding.
+
+    Raises:
+        ValueError: fewer than ``MIN_QUERIES`` gathers, or k < 1.
+    """
+    if k < 1:
+        raise ValueError(f"k is {k}; expected k >= 1")
+    total = sum(len(d) for d in datasets)
+    if total < MIN_QUERIES:
+        raise ValueError(f"{total} calibration gathers; at least {MIN_QUERIES} are needed")
+    queries, truth = _embed(embedder, datasets, total, progress)
+    k = min(k, len(library))
+    scores, ids = library.search(queries, k)
+    lib_desc = library.descriptors(np.arange(len(library)), DESCRIPTOR_NAMES)
+    mean, std = neighbour_estimate(scores, ids, lib_desc, DEFAULT_TEMPERATURE)
+    scale = {
+        name: conformal_scale(
+            np.abs(mean[:, j] - truth[:, j]), std[:, j], DESCRIPTOR_FLOORS[name], coverage
+        )
+        for j, name in enumerate(DESCRIPTOR_NAMES)
+    }
+    return VelocityCalibration(
+        index_path=index_path,
+        encoder_sha256=encoder_sha256,
+        k=k,
+        queries=total,
+        top1_scores=sorted(float(s) for s in scores[:, 0]),
+        warn_below=warn_below,
+        coverage=coverage,
+        std_scale=scale,
+        data=[str(Path(d.folder)) for d in datasets],
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _embed(
+    embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], total: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gather embeddings (Q, D) and true descriptors (Q, 9)."""
+    bar = tqdm(total=total, desc="embedding calibration gathers", disable=not progress)
+    vectors = []
+    for ds in datasets:
+        for _, block in ds.iter_gathers(batch=64):
+            vectors.append(embedder.embed_gathers(block))
+            bar.update(len(block))
+    bar.close()
+    truth = np.concatenate([d.all_descriptors() for d in datasets])
+    return np.concatenate(vectors), truth
