@@ -640,7 +640,7 @@ def _delay_ms(name: str, delays: np.ndarray) -> int:
 def _read_npy(path: Path, name: str) -> GatherUpload:
     """Read a .npy gather of shape (5, 1000, 70) or (1, 5, 1000, 70), checking its
     header (shape, dtype, no pickled objects) before loading the data."""
-    shape, dtype = _npy_header(path, name)
+    shape, dtype = npy_header(path, name, GATHER_SHAPE)
     if shape not in (GATHER_SHAPE, (1, *GATHER_SHAPE)):
         raise UploadError(
             f"'{name}' holds an array of shape {shape}; expected {GATHER_SHAPE} "
@@ -666,8 +666,11 @@ def _read_npy(path: Path, name: str) -> GatherUpload:
     return GatherUpload(data, "npy", TARGET_DT_MS, N_SHOTS * N_RECEIVERS, notes)
 
 
-def _npy_header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from a .npy header, refusing pickled (object) arrays."""
+def npy_header(
+    path: Path, name: str, expected_shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, refusing pickled (object) arrays (the
+    message names ``expected_shape``); the data itself is not read."""
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -685,7 +688,7 @@ def _npy_header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     if dtype.hasobject:
         raise UploadError(
             f"'{name}' holds Python objects (pickled data), which are not accepted; "
-            f"expected a numeric array of shape {GATHER_SHAPE}",
+            f"expected a numeric array of shape {expected_shape}",
             reason="pickle",
         )
     return tuple(int(s) for s in shape), dtype

@@ -51,10 +51,18 @@ invalid parameters). Each documented error example is the answer the service giv
 """
 
 TAGS = [
-    {"name": "velocity", "description": "Search by shot gather; library and estimated models."},
+    {
+        "name": "velocity",
+        "description": "Search by shot gather, velocity model or descriptors; library and "
+        "estimated models.",
+    },
     {
         "name": "events",
         "description": "Classify a miniSEED recording; search similar library events.",
+    },
+    {
+        "name": "embed",
+        "description": "Embeddings of a gather, a velocity model, descriptors or a recording.",
     },
     {"name": "bundle", "description": "The bundle (encoders, index, metrics) being served."},
     {"name": "admin", "description": "Bundle switching; needs the bearer token."},

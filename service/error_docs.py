@@ -28,6 +28,8 @@ from obspy import Stream, Trace, UTCDateTime
 from pydantic import Field, ValidationError, create_model
 from pydantic_core import PydanticUndefined
 from seislens.data.gather_files import read_gather, write_segy
+from seislens.data.velocity_model_files import read_velocity_model
+from seislens.models.contract import VELOCITY_MODEL_SHAPE
 from seislens.models.event_preprocess import EventPreprocessConfig
 from seislens.service.errors import ApiError, as_api_error
 from seislens.service.event_search import parse_p_arrival, read_miniseed, select_windows
@@ -81,6 +83,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     409: "Conflict: the request cannot be carried out in the current state",
     413: "Upload too large (refused while it streams in)",
+    415: "Unsupported media type",
     422: "Invalid request or unusable upload",
     503: "Not ready: no bundle loaded, or a part of it unavailable",
 }
@@ -218,6 +221,51 @@ GATHER_UPLOADS: dict[str, BadUpload] = {
 GATHER_ERRORS = tuple(
     ErrorDoc(422, reason, upload.summary, lambda u=upload: _read_gather(u))
     for reason, upload in GATHER_UPLOADS.items()
+)
+
+
+# --------------------------------------------------------------------------- velocity models
+
+
+def _read_velocity_model(upload: BadUpload) -> object:
+    """What the velocity-model routes' reader makes of ``upload`` (it raises)."""
+    with tempfile.TemporaryDirectory(prefix="seislens-doc-") as tmp:
+        path = Path(tmp) / "upload"
+        path.write_bytes(upload.content())
+        return read_velocity_model(path, upload.filename)
+
+
+def _velocity_model(fill: float = 2500.0, nan: bool = False) -> np.ndarray:
+    model = np.full(VELOCITY_MODEL_SHAPE, fill, np.float32)
+    if nan:
+        model[10, 20:30] = np.nan
+    return model
+
+
+VELOCITY_MODEL_UPLOADS: dict[str, BadUpload] = {
+    "empty": BadUpload("Empty upload", "model.npy", lambda: b""),
+    "unknown_format": BadUpload("Text file renamed .npy", "notes.npy", lambda: _TEXT),
+    "pickle": BadUpload(
+        ".npy holding pickled objects", "model.npy", lambda: _npy(np.array([{}], dtype=object))
+    ),
+    "shape": BadUpload(
+        ".npy of the wrong shape", "model.npy", lambda: _npy(np.ones((70, 71), np.float32))
+    ),
+    "dtype": BadUpload(
+        ".npy of complex numbers", "model.npy", lambda: _npy(np.ones((70, 70), np.complex64))
+    ),
+    "non_finite": BadUpload(
+        "NaN or Inf velocities", "model.npy", lambda: _npy(_velocity_model(nan=True))
+    ),
+    "velocity_range": BadUpload(
+        "Velocities not in m/s (km/s)", "model.npy", lambda: _npy(_velocity_model(2.5))
+    ),
+}
+"""Bad velocity-model files by the reason the velocity-model routes refuse them with."""
+
+VELOCITY_MODEL_ERRORS = tuple(
+    ErrorDoc(422, reason, upload.summary, lambda u=upload: _read_velocity_model(u))
+    for reason, upload in VELOCITY_MODEL_UPLOADS.items()
 )
 
 

@@ -55,10 +55,12 @@ def search_library(
         allowed_ids: only these ids may be returned (None: all).
     """
     scores, ids = library.search(vectors, k, allowed_ids)
-    return [_neighbours(library, row_ids, row) for row_ids, row in zip(ids, scores, strict=True)]
+    return [neighbours_of(library, row_ids, row) for row_ids, row in zip(ids, scores, strict=True)]
 
 
-def _neighbours(library: LoadedLibrary, ids: np.ndarray, scores: np.ndarray) -> Neighbours:
+def neighbours_of(library: LoadedLibrary, ids: np.ndarray, scores: np.ndarray) -> Neighbours:
+    """The records of ``ids`` (n,) with their ``scores`` (n,), best first; -1 slots and
+    ids missing from the metadata store are dropped."""
     valid = np.flatnonzero(ids >= 0)
     found = library.records(ids[valid])
     kept = [i for i, rec in zip(valid, found, strict=True) if rec is not None]

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from obspy import UTCDateTime
 from seislens.models.branches import EVENTS
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
+from seislens.models.event_preprocess import EventWindow
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses
@@ -62,7 +63,7 @@ def no_events_index(problem: str) -> UnavailableError:
     return UnavailableError(f"similar-event search is unavailable: {problem}", "no_events_index")
 
 
-_COMMON_ERRORS = (
+EVENT_QUERY_ERRORS = (
     ErrorDoc(404, "no_event_encoders", "The bundle has no event branch", no_event_branch),
     *docs.RECORDING_ERRORS,
     ErrorDoc(
@@ -174,7 +175,7 @@ FileField = Annotated[UploadFile, File(description=_FILE_DOC)]
 @router.post(
     "/classify",
     response_model=EventClassifyResponse,
-    responses=error_responses(*_COMMON_ERRORS),
+    responses=error_responses(*EVENT_QUERY_ERRORS),
     summary="Classify a miniSEED recording: event type, source parameters, similar events",
 )
 def classify_events(
@@ -201,7 +202,7 @@ def classify_events(
 @router.post(
     "/search",
     response_model=EventSearchResponse,
-    responses=error_responses(*_COMMON_ERRORS, _NO_EVENTS_INDEX),
+    responses=error_responses(*EVENT_QUERY_ERRORS, _NO_EVENTS_INDEX),
     summary="Find the library events most similar to a miniSEED recording",
 )
 def search_events(
@@ -224,7 +225,7 @@ def search_events(
             StationEvents(
                 station=s.window.station,
                 channels=list(s.window.channels),
-                window=_window(s),
+                window=window_info(s.window),
                 similar=_similar(s),
             )
             for s in outcome.stations
@@ -289,8 +290,8 @@ def _run(
     return query, outcome
 
 
-def _window(s: StationOutcome) -> EventWindowInfo:
-    w = s.window
+def window_info(w: EventWindow) -> EventWindowInfo:
+    """The answer's description of a station's 60 s window."""
     p_offset = None if w.p_sample is None else w.p_sample / SAMPLING_RATE_HZ
     return EventWindowInfo(
         start=str(w.start),
@@ -326,7 +327,7 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
     return StationClassification(
         station=s.window.station,
         channels=list(s.window.channels),
-        window=_window(s),
+        window=window_info(s.window),
         probabilities={c: round(float(p), 6) for c, p in zip(classes, probs, strict=True)},
         label=classes[int(probs.argmax())],
         distance_km=quantity("distance", "km"),

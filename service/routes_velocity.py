@@ -16,8 +16,6 @@ from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, EstimatesDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
 from seislens.service.errors import InvalidParameterError, NotFoundError
-from seislens.service.estimation import Estimate
-from seislens.service.library_search import ranked_matches
 from seislens.service.rendering import (
     BINARY_RESPONSES,
     SPACING_M,
@@ -27,19 +25,18 @@ from seislens.service.rendering import (
     png_response,
 )
 from seislens.service.schemas import (
-    DescriptorEstimate,
-    EstimatedModel,
     QueryInfo,
     SearchTiming,
     VelocityEstimateResponse,
-    VelocityMatch,
     VelocityModelResponse,
     VelocitySearchResponse,
 )
 from seislens.service.settings import MAX_K
 from seislens.service.state import LoadedBundle
 from seislens.service.uploads import saved_upload
-from seislens.service.velocity_search import SearchOutcome, descriptor_unit, search_gather
+from seislens.service.velocity_answers import keep_estimate, velocity_answer
+from seislens.service.velocity_familiarity import calibrated_spreads, gather_familiarity
+from seislens.service.velocity_search import SearchOutcome, search_gather
 
 router = APIRouter(prefix="/v1/velocity", tags=["velocity"])
 
@@ -49,6 +46,17 @@ FormatQuery = Annotated[
 ]
 
 ModelIdPath = Annotated[int, Path(ge=0, description="the model's id (from a search)")]
+
+KQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_K, description="models to return (default SEISLENS_DEFAULT_K, 10)"),
+]
+"""``k`` of every velocity search."""
+
+FamilyQuery = Annotated[
+    str | None, Query(description="only models of this family, e.g. 'flatvel-a'")
+]
+"""``family`` of every velocity search (checked by :func:`check_family`)."""
 
 
 def unknown_family(family: str, families: list[str]) -> InvalidParameterError:
@@ -84,15 +92,16 @@ _BAD_FORMAT = ErrorDoc(
     "Unknown format",
     lambda: invalid_value(("query", "format"), ModelFormat, "tiff"),
 )
+UNKNOWN_FAMILY = ErrorDoc(
+    422,
+    "unknown_family",
+    "Family not in the library",
+    lambda: unknown_family("flatvel-c", ["curvefault-b", "flatvel-a"]),
+)
 _SEARCH_ERRORS = error_responses(
     *docs.GATHER_ERRORS,
     docs.K_OUT_OF_RANGE,
-    ErrorDoc(
-        422,
-        "unknown_family",
-        "Family not in the library",
-        lambda: unknown_family("flatvel-c", ["curvefault-b", "flatvel-a"]),
-    ),
+    UNKNOWN_FAMILY,
     docs.MISSING_FILE,
     docs.TOO_LARGE,
     docs.NOT_READY,
@@ -145,19 +154,14 @@ def search_velocity(
             "(5, 1000, 70) — 5 shots × 70 receivers, 1 s"
         ),
     ],
-    k: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_K, description="models to return (default SEISLENS_DEFAULT_K, 10)"),
-    ] = None,
-    family: Annotated[
-        str | None, Query(description="only models of this family, e.g. 'flatvel-a'")
-    ] = None,
+    k: KQuery = None,
+    family: FamilyQuery = None,
 ) -> VelocitySearchResponse:
     """Upload a gather; get the top-k library models by cosine similarity, the physical
     descriptors inferred from them (similarity-weighted mean and spread) and a link to
     the estimated velocity model (their similarity-weighted mean)."""
     start = time.perf_counter()
-    _check_family(bundle, family)
+    check_family(bundle, family)
     with saved_upload(file, settings.max_upload_bytes) as path:
         upload = read_gather(path, file.filename or "upload")
     read_s = time.perf_counter() - start
@@ -168,11 +172,19 @@ def search_velocity(
     for stage, seconds in outcome.seconds.items():
         metrics.search_stage.labels(stage).observe(seconds)
     query_id = estimates.new_id()
-    if outcome.velocity is not None:
-        estimates.put(_estimate(query_id, outcome, bundle, settings.estimate_temperature))
+    keep_estimate(estimates, query_id, outcome, bundle.name, settings.estimate_temperature)
     total_ms = (time.perf_counter() - start) * 1000
     query = _query_info(query_id, file, upload, k, family, bundle, outcome, total_ms)
-    return _search_response(request, query, outcome, settings.estimate_temperature)
+    answer = velocity_answer(
+        VelocitySearchResponse, request, query, query_id, outcome, settings.estimate_temperature
+    )
+    best = float(outcome.scores[0]) if len(outcome.scores) else None
+    return answer.model_copy(
+        update={
+            "familiarity": gather_familiarity(best, branch),
+            "inferred_descriptors": calibrated_spreads(answer.inferred_descriptors, branch),
+        }
+    )
 
 
 @router.get(
@@ -238,25 +250,11 @@ def get_velocity_estimate(
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_family(bundle: LoadedBundle, family: str | None) -> None:
+def check_family(bundle: LoadedBundle, family: str | None) -> None:
     """Refuse a family filter naming no family of the library (422)."""
     branch = bundle.branches[VELOCITY.name]
     if family is not None and family not in branch.family_counts:
         raise unknown_family(family, branch.families)
-
-
-def _estimate(
-    query_id: str, outcome: SearchOutcome, bundle: LoadedBundle, temperature: float
-) -> Estimate:
-    assert outcome.velocity is not None
-    return Estimate(
-        query_id=query_id,
-        velocity=outcome.velocity,
-        neighbour_ids=[int(r.id) for r in outcome.records],
-        weights=[round(float(w), 6) for w in outcome.weights],
-        bundle=bundle.name,
-        temperature=temperature,
-    )
 
 
 def _query_info(
@@ -287,37 +285,6 @@ def _query_info(
             estimate_ms=ms["estimate"],
             total_ms=round(total_ms, 3),
         ),
-    )
-
-
-def _search_response(
-    request: Request, query: QueryInfo, outcome: SearchOutcome, temperature: float
-) -> VelocitySearchResponse:
-    results = [
-        VelocityMatch(
-            **shared,
-            family=rec.family,
-            descriptors=rec.descriptors,
-            model_url=str(request.url_for("get_velocity_model", model_id=str(rec.id))),
-        )
-        for rec, shared in ranked_matches(outcome.records, outcome.scores)
-    ]
-    inferred = {
-        name: DescriptorEstimate(mean=mean, std=std, unit=descriptor_unit(name))
-        for name, (mean, std) in outcome.descriptors.items()
-    }
-    estimated = None
-    if outcome.velocity is not None:
-        estimated = EstimatedModel(
-            query_id=query.query_id,
-            url=str(request.url_for("get_velocity_estimate", query_id=query.query_id)),
-            shape=list(outcome.velocity.shape),
-            method=ESTIMATE_METHOD,
-            neighbours=len(outcome.records),
-            temperature=temperature,
-        )
-    return VelocitySearchResponse(
-        query=query, results=results, inferred_descriptors=inferred, estimated_model=estimated
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+QueryT = TypeVar("QueryT", bound=BaseModel)
 
 # --------------------------------------------------------------------------- errors
 
@@ -42,8 +44,28 @@ class DescriptorEstimate(BaseModel):
     """A physical descriptor inferred from the top-k models."""
 
     mean: float = Field(description="similarity-weighted mean over the top-k models")
-    std: float = Field(description="similarity-weighted standard deviation (the spread)")
+    std: float = Field(
+        description="the spread: the similarity-weighted standard deviation, scaled by the "
+        "bundle's calibration when `calibrated` (so mean ± std covered the truth in about "
+        "68 % of held-out in-distribution gathers)"
+    )
+    neighbour_std: float | None = Field(
+        None, description="the neighbours' own weighted standard deviation, unscaled"
+    )
+    calibrated: bool = Field(False, description="whether `std` is calibrated")
     unit: str = Field(description="'m/s', '1/s', 'm' or 'count'")
+
+
+class Familiarity(BaseModel):
+    """How much the uploaded gather resembles those the bundle was calibrated on."""
+
+    score: float | None = Field(
+        description="in [0, 1]: the fraction of held-out in-distribution gathers whose best "
+        "match scored at most this gather's (0.5 is typical; null when not calibrated)"
+    )
+    best_score: float | None = Field(description="the best match's cosine similarity")
+    warning: str | None = Field(description="set when the score is below the bundle's threshold")
+    calibration: str | None = Field(description="what the score was calibrated on, or why not")
 
 
 class LibraryMatch(BaseModel):
@@ -82,7 +104,10 @@ class SearchTiming(BaseModel):
     """Where the time of a search went, in milliseconds."""
 
     read_ms: float = Field(description="receiving and parsing the upload")
-    embed_ms: float = Field(description="preprocessing and the ONNX seismic encoder")
+    embed_ms: float = Field(
+        description="preprocessing and the ONNX encoder of the query (seismic for a gather, "
+        "velocity for a model, descriptor for descriptors)"
+    )
     search_ms: float = Field(description="FAISS search and metadata look-up")
     estimate_ms: float = Field(description="weighted descriptors and model")
     total_ms: float
@@ -176,12 +201,11 @@ _SEARCH_EXAMPLE = {
 }
 
 
-class VelocitySearchResponse(BaseModel):
-    """The top-k velocity models for an uploaded gather, and what they imply."""
+class VelocityAnswer(BaseModel, Generic[QueryT]):
+    """What every velocity search answers: what was asked (``query``, one model per kind
+    of query), the top-k library models and what they imply."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_SEARCH_EXAMPLE]})
-
-    query: QueryInfo
+    query: QueryT
     results: list[VelocityMatch] = Field(description="best first")
     inferred_descriptors: dict[str, DescriptorEstimate] = Field(
         description="descriptor name → weighted mean, spread and unit"
@@ -189,6 +213,16 @@ class VelocitySearchResponse(BaseModel):
     estimated_model: EstimatedModel | None = Field(
         description="the weighted mean of the top-k models; null when nothing matched"
     )
+
+
+class VelocitySearchResponse(VelocityAnswer[QueryInfo]):
+    """The top-k velocity models for an uploaded gather, and what they imply."""
+
+    familiarity: Familiarity | None = Field(
+        None, description="how familiar the gather is to the bundle, with a warning if not"
+    )
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SEARCH_EXAMPLE]})
 
 
 class VelocityModelResponse(BaseModel):

@@ -1,4 +1,5 @@
-"""The velocity search itself: embed a gather, find its top-k models, infer from them.
+"""The velocity search itself: embed a query (a gather, a velocity model), find its
+top-k models, infer from them (one path, :func:`search_embedded`, for every query kind).
 
 Kept apart from the route so it can be timed, tested and benchmarked on its own. All
 of it is CPU-bound and runs in the server's thread pool.
@@ -6,8 +7,10 @@ of it is CPU-bound and runs in the server's thread pool.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,7 +63,8 @@ def search_gather(
     family: str | None,
     temperature: float,
 ) -> SearchOutcome:
-    """Embed one gather (5, 1000, 70), search the library and infer from the top-k.
+    """Embed one gather (5, 1000, 70) with the seismic encoder, search the library and
+    infer from the top-k.
 
     Args:
         branch: the bundle's velocity branch (of a bundle leased by the caller); it
@@ -70,20 +74,58 @@ def search_gather(
         family: restrict the search to this family, or None.
         temperature: softmax temperature of the similarity weights.
     """
+    embed = functools.partial(branch.embedder.embed_gathers, gather[None])
+    return search_embedded(branch, embed, k, allowed_ids(branch, family), temperature)
+
+
+def search_velocity_model(
+    branch: LoadedBranch,
+    velocity: np.ndarray,
+    k: int,
+    family: str | None,
+    temperature: float,
+) -> SearchOutcome:
+    """Embed one velocity model (70, 70) m/s with the velocity encoder (the library's
+    own), search the library and infer from the top-k; arguments as
+    :func:`search_gather`."""
+    embed = functools.partial(branch.embedder.embed_velocity_models, velocity[None])
+    return search_embedded(branch, embed, k, allowed_ids(branch, family), temperature)
+
+
+def search_embedded(
+    branch: LoadedBranch,
+    embed: Callable[[], np.ndarray],
+    k: int,
+    allowed: np.ndarray | None,
+    temperature: float,
+) -> SearchOutcome:
+    """The path every velocity search shares: embed the query, search the library,
+    estimate from the top-k, each stage timed ('embed', 'search', 'estimate').
+
+    Args:
+        branch: the bundle's velocity branch (leased by the caller).
+        embed: makes the (1, D) query embedding.
+        k: neighbours wanted.
+        allowed: ids the search may return (None: all).
+        temperature: softmax temperature of the similarity weights.
+    """
     assert branch.library is not None
     t0 = time.perf_counter()
-    vector = branch.embedder.embed_gathers(gather[None])
+    vector = embed()
     t1 = time.perf_counter()
-    (found,) = search_library(branch.library, vector, k, allowed_ids(branch, family))
+    (found,) = search_library(branch.library, vector, k, allowed)
     t2 = time.perf_counter()
-    outcome = _estimate(branch.library, found, temperature)
+    outcome = estimate_outcome(branch.library, found, temperature)
     t3 = time.perf_counter()
     outcome.seconds = {"embed": t1 - t0, "search": t2 - t1, "estimate": t3 - t2}
     return outcome
 
 
-def _estimate(library: LoadedLibrary, found: Neighbours, temperature: float) -> SearchOutcome:
-    """Similarity-weighted descriptors and velocity model over the top-k."""
+def estimate_outcome(
+    library: LoadedLibrary, found: Neighbours, temperature: float
+) -> SearchOutcome:
+    """Similarity-weighted descriptors and velocity model over the top-k ``found``
+    (scores best first; any score that grows with the match serves as the similarity)."""
     records, scores = found.records, found.scores
     if not records:
         return SearchOutcome([], scores, np.zeros(0), {}, None)

@@ -47,7 +47,7 @@ def test_inferred_descriptors_are_weighted_over_the_top_k(client, sample):
     mean, std = neighbour_estimate(scores, np.arange(8)[None], values, temperature=0.05)
     got = np.array([inferred[n]["mean"] for n in DESCRIPTOR_NAMES])
     assert np.allclose(got, mean[0], rtol=1e-4, atol=1e-4)
-    assert np.allclose([inferred[n]["std"] for n in DESCRIPTOR_NAMES], std[0], atol=1e-3)
+    assert np.allclose([inferred[n]["neighbour_std"] for n in DESCRIPTOR_NAMES], std[0], atol=1e-3)
 
 
 def test_estimated_model_is_served_by_link(client, sample):

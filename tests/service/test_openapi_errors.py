@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from seislens.service.app import create_app
-from seislens.service.error_docs import GATHER_UPLOADS, RECORDING_UPLOADS, BadUpload
+from seislens.service.error_docs import (
+    GATHER_UPLOADS,
+    RECORDING_UPLOADS,
+    VELOCITY_MODEL_UPLOADS,
+    BadUpload,
+)
 from service_helpers import ADMIN_TOKEN, search
 
 Trigger = Callable[[TestClient], object]
@@ -60,7 +65,7 @@ def check_route(client: TestClient, path: str, method: str, triggers: dict[str, 
     example is named by its reason."""
     examples = documented(client, path, method)
     assert set(examples) - ELSEWHERE == set(triggers), path
-    for name in set(GATHER_UPLOADS) | set(RECORDING_UPLOADS):
+    for name in set(GATHER_UPLOADS) | set(RECORDING_UPLOADS) | set(VELOCITY_MODEL_UPLOADS):
         assert name not in examples or examples[name][1]["reason"] == name, name
     for name, trigger in triggers.items():
         status, example = examples[name]
@@ -111,10 +116,100 @@ def test_velocity_model_and_estimate_errors_are_documented(event_client):
     )
 
 
+# --------------------------------------------------------------------------- other modalities
+
+BY_MODEL = "/v1/velocity/search/by-model"
+BY_DESCRIPTORS = "/v1/velocity/search/by-descriptors"
+_NAN_MODEL = json.dumps({"velocity_model": [[float("nan")] * 70] * 70})
+
+
+def _json(path: str, text: str) -> Trigger:
+    """POST ``text`` as a JSON body (it may hold NaN, which strict encoders refuse)."""
+    return lambda c: c.post(path, content=text, headers={"content-type": "application/json"})
+
+
+def _velocity_model_triggers(path: str) -> dict[str, Trigger]:
+    triggers = {n: _upload(path, u) for n, u in VELOCITY_MODEL_UPLOADS.items()}
+    return triggers | {
+        "json_shape": lambda c: c.post(path, json={"velocity_model": [[2500.0, 2600.0]]}),
+        "json_non_finite": _json(path, _NAN_MODEL),
+        "bad_json": lambda c: c.post(path, json={"velocity": [[2500.0]]}),
+        "unsupported_media_type": lambda c: c.post(
+            path, content=b"2500", headers={"content-type": "text/plain"}
+        ),
+        "missing_file": lambda c: c.post(path, data={"other": "x"}),
+    }
+
+
+def _descriptor_triggers(path: str) -> dict[str, Trigger]:
+    nan = json.dumps({"descriptors": {"mean_velocity": float("nan")}})
+    return {
+        "unknown_descriptor": lambda c: c.post(path, json={"descriptors": {"mean_speed": 1.0}}),
+        "non_finite_descriptor": _json(path, nan),
+        "no_descriptors": lambda c: c.post(path, json={"descriptors": {}}),
+        "bad_body": lambda c: c.post(path, json={"mean_velocity": 3000.0}),
+    }
+
+
+def test_velocity_model_errors_are_documented(event_client, sample):
+    model = {"velocity_model": sample.model.tolist()}
+    triggers = _velocity_model_triggers(BY_MODEL) | {
+        "k_out_of_range": lambda c: c.post(BY_MODEL, json=model, params={"k": 101}),
+        "unknown_family": lambda c: c.post(BY_MODEL, json=model, params={"family": "flatvel-c"}),
+    }
+    check_route(event_client, BY_MODEL, "post", triggers)
+    check_route(
+        event_client, "/v1/embed/velocity", "post", _velocity_model_triggers("/v1/embed/velocity")
+    )
+
+
+def test_descriptor_errors_are_documented(event_client):
+    one = {"descriptors": {"n_interfaces": 3.0}}
+    triggers = _descriptor_triggers(BY_DESCRIPTORS) | {
+        "bad_tolerance": lambda c: c.post(
+            BY_DESCRIPTORS, json={**one, "tolerances": {"n_interfaces": -1.0}}
+        ),
+        "tolerance_without_value": lambda c: c.post(
+            BY_DESCRIPTORS, json={**one, "tolerances": {"fault_throw": 10.0}}
+        ),
+        "k_out_of_range": lambda c: c.post(BY_DESCRIPTORS, json=one, params={"k": 101}),
+        "unknown_family": lambda c: c.post(
+            BY_DESCRIPTORS, json=one, params={"family": "flatvel-c"}
+        ),
+    }
+    check_route(event_client, BY_DESCRIPTORS, "post", triggers)
+    embed = "/v1/embed/descriptors"
+    triggers = _descriptor_triggers(embed) | {
+        "incomplete_descriptors": lambda c: c.post(
+            embed, json={"descriptors": {"mean_velocity": 3000.0}}
+        ),
+    }
+    check_route(event_client, embed, "post", triggers)
+
+
+def test_embed_gather_and_unknown_modality_errors_are_documented(event_client):
+    path = "/v1/embed/gather"
+    triggers: dict[str, Trigger] = {n: _upload(path, u) for n, u in GATHER_UPLOADS.items()}
+    triggers["missing_file"] = lambda c: c.post(path, data={"other": "x"})
+    check_route(event_client, path, "post", triggers)
+    check_route(
+        event_client,
+        "/v1/embed/{modality}",
+        "post",
+        {
+            "unknown_modality": lambda c: c.post("/v1/embed/spectrum"),
+            "bad_modality": lambda c: c.post("/v1/embed/" + "x" * 65),
+        },
+    )
+
+
 # --------------------------------------------------------------------------- events
 
 
-@pytest.mark.parametrize("path", ["/v1/events/classify", "/v1/events/search"])
+EVENT_QUERIES = ["/v1/events/classify", "/v1/events/search", "/v1/embed/recording"]
+
+
+@pytest.mark.parametrize("path", EVENT_QUERIES)
 def test_event_errors_are_documented(event_client, path):
     triggers: dict[str, Trigger] = {n: _upload(path, u) for n, u in RECORDING_UPLOADS.items()}
     cer = RECORDING_UPLOADS["components"].content()  # any readable upload
@@ -162,6 +257,7 @@ def test_not_ready_answers_as_documented(event_settings, sample):
             ("/v1/bundle", "get"): lambda: c.get("/v1/bundle"),
             ("/v1/velocity/models/{model_id}", "get"): lambda: c.get("/v1/velocity/models/0"),
             (SEARCH, "post"): lambda: search(c, sample.segy),
+            (BY_MODEL, "post"): lambda: c.post(BY_MODEL, json={"velocity_model": [[1.0]]}),
             ("/v1/events/classify", "post"): lambda: c.post(
                 "/v1/events/classify", files={"file": ("event.mseed", b"x")}
             ),
@@ -182,15 +278,17 @@ def test_store_unavailable_answers_as_documented(make_client, sample, monkeypatc
 
     monkeypatch.setattr(store, "get", gone)
     monkeypatch.setattr(store, "get_many", gone)
+    model = sample.model.tolist()
     for path, method, call in (
         ("/v1/velocity/models/{model_id}", "get", lambda: c.get("/v1/velocity/models/0")),
         (SEARCH, "post", lambda: search(c, sample.segy)),
+        (BY_MODEL, "post", lambda: c.post(BY_MODEL, json={"velocity_model": model})),
     ):
         status, example = documented(c, path, method)["store_unavailable"]
         assert_answers_as_documented(call(), status, example, "store_unavailable")
 
 
-@pytest.mark.parametrize("path", [SEARCH, "/v1/events/classify"])
+@pytest.mark.parametrize("path", [SEARCH, "/v1/events/classify", BY_MODEL])
 def test_too_large_answers_as_documented(make_client, sample, tiny_event_bundle, path):
     c = make_client(bundle=tiny_event_bundle.bundle, max_upload_bytes=100_000)
     status, example = documented(c, path, "post")["too_large"]

@@ -1,0 +1,71 @@
+"""How familiar an uploaded gather is, and its calibrated descriptor spreads.
+
+The bundle's velocity section may hold a calibration (``seislens calibrate velocity``:
+held-out in-distribution gathers searched against this very index). When it belongs to
+the index and seismic encoder being served, a gather search answers with its
+familiarity (the empirical CDF of its best score among the calibration queries'; see
+:mod:`seislens.models.familiarity`), a plain warning below the calibration's threshold,
+and descriptor spreads scaled by the calibration's split-conformal factors. Otherwise
+it answers without them and says why.
+"""
+
+from __future__ import annotations
+
+from seislens.models.branches import VELOCITY
+from seislens.models.familiarity import familiarity
+from seislens.models.manifest import VelocityCalibration
+from seislens.service.schemas import DescriptorEstimate, Familiarity
+from seislens.service.state import LoadedBranch
+
+UNFAMILIAR = (
+    "this gather is unlike the gathers the bundle was calibrated on (familiarity {score:.2f}, "
+    "below {threshold:.2f}): its best match is weaker than in {percent:.0f} % of "
+    "in-distribution queries; treat the matches, descriptors and estimated model as "
+    "unreliable (another acquisition, wavelet, noise level or geology than the library's)"
+)
+
+
+def branch_calibration(branch: LoadedBranch) -> tuple[VelocityCalibration | None, str | None]:
+    """The calibration valid for the served index and seismic encoder, or None and why."""
+    cal = getattr(branch.section, "calibration", None)
+    if cal is None:
+        return None, "the bundle has no familiarity calibration (seislens calibrate velocity)"
+    entry_path = branch.library.entry.path if branch.library is not None else None
+    seismic = branch.section.encoders[VELOCITY.query_encoder].sha256
+    if cal.index_path != entry_path or cal.encoder_sha256 != seismic:
+        return None, "the familiarity calibration is for another index or encoder; recalibrate"
+    return cal, None
+
+
+def gather_familiarity(best_score: float | None, branch: LoadedBranch) -> Familiarity:
+    """The familiarity of a gather whose best library match scored ``best_score``."""
+    cal, why = branch_calibration(branch)
+    if cal is None or best_score is None:
+        return Familiarity(score=None, best_score=best_score, warning=None, calibration=why)
+    score = float(familiarity(best_score, cal))
+    warning = None
+    if score < cal.warn_below:
+        percent = 100.0 * (1.0 - score)
+        warning = UNFAMILIAR.format(score=score, threshold=cal.warn_below, percent=percent)
+    return Familiarity(
+        score=round(score, 4),
+        best_score=round(best_score, 6),
+        warning=warning,
+        calibration=f"{cal.queries} held-out in-distribution gathers, k = {cal.k}",
+    )
+
+
+def calibrated_spreads(
+    inferred: dict[str, DescriptorEstimate], branch: LoadedBranch
+) -> dict[str, DescriptorEstimate]:
+    """``inferred`` with each spread scaled by the calibration's factor (unchanged
+    without a valid calibration); the neighbours' own spread stays in ``neighbour_std``."""
+    cal, _ = branch_calibration(branch)
+    if cal is None:
+        return inferred
+    return {
+        name: est.model_copy(
+            update={"std": round(est.std * cal.std_scale.get(name, 1.0), 4), "calibrated": True}
+        )
+        for name, est in inferred.items()
+    }
