@@ -21,7 +21,7 @@ from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
 from seislens.models.familiarity import conformal_scale
 from seislens.models.library_view import LibraryView
 from seislens.models.manifest import VelocityCalibration
-from tqdm import tqdm
+from seislens.training.velocity_eval import embed_gathers_of
 
 MIN_QUERIES = 20
 """Fewer held-out queries than this give no usable quantiles: refused."""
@@ -59,7 +59,8 @@ def calibrate_velocity(
     total = sum(len(d) for d in datasets)
     if total < MIN_QUERIES:
         raise ValueError(f"{total} calibration gathers; at least {MIN_QUERIES} are needed")
-    queries, truth = _embed(embedder, datasets, total, progress)
+    queries = embed_gathers_of(embedder, datasets, progress)
+    truth = np.concatenate([d.all_descriptors() for d in datasets])
     k = min(k, len(library))
     scores, ids = library.search(queries, k)
     lib_desc = library.descriptors(np.arange(len(library)), DESCRIPTOR_NAMES)
@@ -82,18 +83,3 @@ def calibrate_velocity(
         data=[str(Path(d.folder)) for d in datasets],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-
-
-def _embed(
-    embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], total: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gather embeddings (Q, D) and true descriptors (Q, 9)."""
-    bar = tqdm(total=total, desc="embedding calibration gathers", disable=not progress)
-    vectors = []
-    for ds in datasets:
-        for _, block in ds.iter_gathers(batch=64):
-            vectors.append(embedder.embed_gathers(block))
-            bar.update(len(block))
-    bar.close()
-    truth = np.concatenate([d.all_descriptors() for d in datasets])
-    return np.concatenate(vectors), truth

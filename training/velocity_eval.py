@@ -34,10 +34,10 @@ from seislens.training.velocity_data import expand_folders
 from tqdm import tqdm
 
 
-def embed_dataset(
+def embed_gathers_of(
     embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], progress: bool = True
-) -> dict[str, np.ndarray]:
-    """Embeddings (N, D) of every gather, model and descriptor vector, plus raw arrays."""
+) -> np.ndarray:
+    """Embeddings (N, D) of every gather of ``datasets``, in order, 64 at a time."""
     total = sum(len(d) for d in datasets)
     bar = tqdm(total=total, desc="embedding gathers", unit="gather", disable=not progress)
     seis = []
@@ -46,11 +46,19 @@ def embed_dataset(
             seis.append(embedder.embed_gathers(block))
             bar.update(len(block))
     bar.close()
+    return np.concatenate(seis)
+
+
+def embed_dataset(
+    embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Embeddings (N, D) of every gather, model and descriptor vector, plus raw arrays."""
+    seismic = embed_gathers_of(embedder, datasets, progress)
     models = np.concatenate([d.all_models() for d in datasets])
     desc = np.concatenate([d.all_descriptors() for d in datasets])
     fams = np.concatenate([[d.family] * len(d) for d in datasets])
     return {
-        "seismic": np.concatenate(seis),
+        "seismic": seismic,
         "velocity": embedder.embed_velocity_models(models),
         "descriptor": embedder.embed_descriptors(desc),
         "models": models,
