@@ -7,8 +7,11 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import AbstractContextManager
 
 import httpx
+
+from seislens.server_process import RunningServer, running_server
 
 
 def add_server_options(p: argparse.ArgumentParser, faiss_threads: bool = True) -> None:
@@ -42,12 +45,50 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def benchmarked_server(args: argparse.Namespace) -> AbstractContextManager[RunningServer]:
+    """The benchmarked uvicorn server on ``args.bundle`` with :func:`server_env`'s
+    settings, started (``--start-timeout``) on entering and stopped on leaving."""
+    return running_server(
+        args.bundle, env=server_env(args), log_level="warning", start_timeout_s=args.start_timeout
+    )
+
+
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     """A Markdown table on stdout (cells with '|' or newlines made safe)."""
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |")
+
+
+RAW_BODY = {"content-type": "application/octet-stream"}
+"""Headers of an upload sent as the whole request body (no multipart)."""
+
+
+def timed_post(
+    http: httpx.Client, route: str, filename: str, data: bytes, params: dict, raw: bool = False
+) -> tuple[float, dict[str, float]]:
+    """One upload to ``route``, as a multipart ``file`` or (``raw``) the whole body as
+    application/octet-stream named by a ``filename`` query parameter: the client's
+    latency (ms) and the server's ``query.timing``. A failed answer stops the benchmark."""
+    t0 = time.perf_counter()
+    if raw:
+        r = http.post(
+            route, content=data, headers=RAW_BODY, params={**params, "filename": filename}
+        )
+    else:
+        r = http.post(route, files={"file": (filename, data)}, params=params)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if r.status_code != 200:
+        sys.exit(f"{route} failed ({r.status_code}): {r.text}")
+    return elapsed, r.json()["query"]["timing"]
+
+
+def median_stages(timings: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each ``*_ms`` stage over the answers' ``query.timing``."""
+    return {
+        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
+    }
 
 
 def sequential_posts(
@@ -59,15 +100,8 @@ def sequential_posts(
     latencies: list[float] = []
     timings: list[dict[str, float]] = []
     for i in range(warmup + n):
-        t0 = time.perf_counter()
-        r = http.post(route, files={"file": (filename, data)}, params=params)
-        elapsed = (time.perf_counter() - t0) * 1000
-        if r.status_code != 200:
-            sys.exit(f"{route} failed ({r.status_code}): {r.text}")
+        elapsed, timing = timed_post(http, route, filename, data, params)
         if i >= warmup:
             latencies.append(elapsed)
-            timings.append(r.json()["query"]["timing"])
-    stages = {
-        key.removesuffix("_ms"): statistics.median(t[key] for t in timings) for key in timings[0]
-    }
-    return latencies, stages
+            timings.append(timing)
+    return latencies, median_stages(timings)

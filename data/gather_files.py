@@ -1,9 +1,11 @@
 """Upload readers: a shot gather as SEG-Y, Seismic Unix or NumPy, to OpenFWI's layout.
 
 Every reader returns the gather as a float32 array of shape ``(5, 1000, 70)``:
-shots × time samples (dt = 1 ms, t = 0 … 999 ms) × receivers, the convention of
-OpenFWI's ``data{i}.npy`` files. Amplitudes are passed through unchanged (any
-scale and polarity; the preprocessing normalises per gather).
+source slots × time samples (dt = 1 ms, t = 0 … 999 ms) × receivers every 10 m, the
+convention of OpenFWI's ``data{i}.npy`` files (the model's frame), with a shot mask
+(5,) and a receiver mask (5, 70) saying which slots and grid receivers hold data.
+Amplitudes are passed through unchanged (any scale and polarity; the preprocessing
+normalises per gather).
 
 Rules the readers apply:
 
@@ -13,22 +15,22 @@ Rules the readers apply:
   float, 2 int32, 3 int16, 5 IEEE float, 8 int8), SU by 240-byte trace headers with no
   file header. The file name's suffix (``.sgy``, ``.segy``, ``.su``, ``.npy``) only
   breaks ties and picks the most useful error message.
-- **Shots** are formed from trace headers: by FieldRecord when it takes exactly 5
-  distinct values with 70 traces each, else by source position (SourceX, SourceY with
-  SourceGroupScalar applied). When neither header tells shots apart and the file holds
-  exactly 350 traces, they are taken as stored shot by shot (70 consecutive traces
-  per shot). Shots are ordered by source x when it differs between shots, else by
-  their header value. Receivers within a shot are ordered by GroupX, else by offset,
-  else by their order in the file.
-- **Time**: t = 0 is the shot. A sample interval other than 1 ms is resampled to 1 ms
-  with a polyphase anti-aliasing filter (``scipy.signal.resample_poly``). A recording
-  delay (DelayRecordingTime) shifts the samples: a positive one is filled with zeros,
-  a negative one drops the samples before the shot. Records reaching past 1 s are cut
-  to their first second (1000 samples); records shorter than 1 s are refused.
+- **Geometry** (SEG-Y, SU): any 2-D line of 1-10 shots, receivers 5-25 m apart,
+  is mapped onto the frame from SourceX/GroupX (scalar applied) or offsets — see
+  :mod:`seislens.data.gather_geometry` for the rules (source slots within 40 m,
+  linear interpolation onto the 10 m grid, at least 35 of 70 grid receivers per shot).
+  Every mapping step is a line of ``notes``.
+- **Time**: t = 0 is the shot. A sample interval of 0.25-8 ms other than 1 ms is
+  resampled to 1 ms with a polyphase anti-aliasing filter (``scipy.signal.resample_poly``).
+  A recording delay (DelayRecordingTime) shifts the samples: a positive one is filled
+  with zeros, a negative one drops the samples before the shot. Records reaching past
+  1 s are cut to their first second (1000 samples); records ending 0.6-1 s after the
+  shot are zero-padded to 1 s; shorter ones are refused.
 - **Refused** (``UploadError``): empty files, unknown formats, truncated files, files
-  with 0 traces, a geometry other than 5 shots × 70 receivers, NaN/Inf samples,
-  all-zero gathers, ``.npy`` files of another shape, a non-numeric dtype or holding
-  pickled objects.
+  with 0 traces, an acquisition that cannot be mapped (``'geometry'``), a sample
+  interval outside 0.25-8 ms, records shorter than 0.6 s, NaN/Inf samples, all-zero
+  gathers, ``.npy`` files of another shape than (5, 1000, 70) (arrays carry no
+  geometry), a non-numeric dtype or holding pickled objects.
 
 ``write_segy`` and ``write_su`` write gathers in the same geometry as OpenFWI (5
 sources at x = round(linspace(0, 69, 5)) cells, a receiver in every 10 m cell,
@@ -47,6 +49,7 @@ from typing import Literal
 import numpy as np
 import segyio
 import segyio.su
+from seislens.data.gather_geometry import MAX_SHOTS, GeometryError, map_to_frame
 from seislens.models.contract import GATHER_DT_MS as TARGET_DT_MS
 from seislens.models.contract import GATHER_SHAPE, N_RECEIVERS, N_SHOTS, N_TIME
 
@@ -67,9 +70,10 @@ SEGY_FORMATS: dict[int, tuple[str, int]] = {
 }
 _SUFFIX_HINTS = {".sgy": "segy", ".segy": "segy", ".su": "su", ".npy": "npy"}
 _FORMAT_NAMES = {"segy": "SEG-Y", "su": "SU (Seismic Unix)", "npy": "NumPy .npy"}
-_EXPECTED_GEOMETRY = (
-    f"expected {N_SHOTS} shots x {N_RECEIVERS} receivers ({N_SHOTS * N_RECEIVERS} traces)"
-)
+#: Accepted sample intervals (us), resampled to 1 ms.
+MIN_INTERVAL_US, MAX_INTERVAL_US = 250, 8000
+#: Shortest accepted record (ms after the shot); shorter records up to 1 s are zero-padded.
+MIN_RECORD_MS = 600
 
 GatherFormat = Literal["segy", "su", "npy"]
 
@@ -95,11 +99,16 @@ class GatherUpload:
     """A gather read from an upload.
 
     Attributes:
-        data: float32 array (5, 1000, 70) — shots × time (dt 1 ms) × receivers.
+        data: float32 array (5, 1000, 70) — source slot × time (dt 1 ms) × grid
+            receiver (x = 0 … 690 m every 10 m); empty slots and gaps are zero.
         format: the detected file format, ``'segy'``, ``'su'`` or ``'npy'``.
         source_dt_ms: the file's own sample interval in milliseconds (1.0 for .npy).
         n_traces: traces in the file (350 for .npy).
-        notes: what the reader did beyond a plain read (resampling, cutting, ordering).
+        notes: what the reader did beyond a plain read (resampling, cutting, ordering,
+            mapping the acquisition onto the frame).
+        shot_mask: bool (5,) — source slots that hold a shot (all True for .npy).
+        receiver_mask: bool (5, 70) — grid receivers that hold data, per slot (False
+            for empty slots, gaps and beyond the spread).
     """
 
     data: np.ndarray
@@ -107,6 +116,10 @@ class GatherUpload:
     source_dt_ms: float
     n_traces: int
     notes: list[str] = field(default_factory=list)
+    shot_mask: np.ndarray = field(default_factory=lambda: np.ones(N_SHOTS, dtype=bool))
+    receiver_mask: np.ndarray = field(
+        default_factory=lambda: np.ones((N_SHOTS, N_RECEIVERS), dtype=bool)
+    )
 
 
 @dataclass(frozen=True)
@@ -293,12 +306,23 @@ def _read_traces_file(path: Path, name: str, fmt: Literal["segy", "su"]) -> Gath
     notes = [_describe_layout(fmt, layout)]
     interval_us = _sample_interval_us(name, bin_interval, headers["interval"], notes)
     _check_finite(name, traces)
-    arranged = _arrange_traces(name, traces, headers, notes)
+    try:
+        frame = map_to_frame(name, traces, headers, notes)
+    except GeometryError as exc:
+        raise UploadError(str(exc), reason="geometry") from exc
     delay_ms = _delay_ms(name, headers["delay"])
-    data = _to_target_time(name, arranged, interval_us, delay_ms, notes)
+    data = _to_target_time(name, frame.traces, interval_us, delay_ms, notes)
     gather = np.ascontiguousarray(data.transpose(0, 2, 1), dtype=np.float32)
     _check_not_zero(name, gather)
-    return GatherUpload(gather, fmt, interval_us / 1000.0, int(traces.shape[0]), notes)
+    return GatherUpload(
+        gather,
+        fmt,
+        interval_us / 1000.0,
+        int(traces.shape[0]),
+        notes,
+        shot_mask=frame.shot_mask,
+        receiver_mask=frame.receiver_mask,
+    )
 
 
 def _check_segy_size(name: str, head: bytes, size: int, layout: _TraceLayout | None) -> None:
@@ -319,8 +343,9 @@ def _check_segy_size(name: str, head: bytes, size: int, layout: _TraceLayout | N
         )
     if data_bytes == 0:
         raise UploadError(
-            f"'{name}' is a SEG-Y file with 0 traces (headers only); expected "
-            f"{N_SHOTS * N_RECEIVERS} traces ({N_SHOTS} shots x {N_RECEIVERS} receivers)",
+            f"'{name}' is a SEG-Y file with 0 traces (headers only); expected the traces "
+            f"of 1-{MAX_SHOTS} shots (the model's frame: {N_SHOTS} shots x {N_RECEIVERS} "
+            "receivers)",
             reason="no_traces",
         )
     if data_bytes % trace_bytes:
@@ -371,7 +396,8 @@ def _load_with_segyio(
         ) from exc
     if traces.ndim != 2 or traces.shape[0] == 0:
         raise UploadError(
-            f"'{name}' holds 0 traces; expected {N_SHOTS * N_RECEIVERS}", reason="no_traces"
+            f"'{name}' holds 0 traces; expected the traces of 1-{MAX_SHOTS} shots",
+            reason="no_traces",
         )
     return traces.astype(np.float32, copy=False), headers, bin_interval
 
@@ -404,7 +430,7 @@ def _sample_interval_us(
                 f"binary header sample interval {bin_interval} us used; trace headers say "
                 f"{_list_us(nonzero)} us"
             )
-        return int(bin_interval)
+        return _accepted_interval(name, int(bin_interval))
     if nonzero.size == 0:
         raise UploadError(
             f"'{name}' gives no sample interval: it is 0 in the binary header (bytes "
@@ -412,7 +438,18 @@ def _sample_interval_us(
             "in microseconds (1000 for 1 ms)",
             reason="sample_interval",
         )
-    return int(nonzero[0])
+    return _accepted_interval(name, int(nonzero[0]))
+
+
+def _accepted_interval(name: str, interval_us: int) -> int:
+    """``interval_us`` when within 0.25-8 ms, else UploadError ('sample_interval')."""
+    if MIN_INTERVAL_US <= interval_us <= MAX_INTERVAL_US:
+        return interval_us
+    raise UploadError(
+        f"'{name}' is sampled every {interval_us / 1000:g} ms ({interval_us} us); accepted "
+        f"{MIN_INTERVAL_US / 1000:g}-{MAX_INTERVAL_US / 1000:g} ms (resampled to 1 ms)",
+        reason="sample_interval",
+    )
 
 
 def _list_us(values: np.ndarray) -> str:
@@ -446,118 +483,6 @@ def _check_not_zero(name: str, gather: np.ndarray) -> None:
         )
 
 
-# --------------------------------------------------------------------------- geometry
-
-
-def _scaled(values: np.ndarray, scalar: np.ndarray) -> np.ndarray:
-    """Apply SEG-Y's coordinate scalar: > 0 multiplies, < 0 divides, 0 means 1."""
-    factor = np.where(scalar > 0, scalar, 1.0) / np.where(scalar < 0, -scalar, 1.0)
-    return values.astype(np.float64) * factor
-
-
-def _shot_candidates(headers: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """Header keys that may identify shots, each an array (n_traces,) or (n_traces, 2)."""
-    scalar = headers["scalar"]
-    source = np.stack(
-        [_scaled(headers["source_x"], scalar), _scaled(headers["source_y"], scalar)], axis=1
-    )
-    return [("FieldRecord", headers["field_record"]), ("source position", source)]
-
-
-def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group labels: (distinct keys, index of each trace's group (n_traces,))."""
-    if keys.ndim == 1:
-        distinct, inverse = np.unique(keys, return_inverse=True)
-    else:
-        distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
-    return distinct, inverse.reshape(-1)
-
-
-def _arrange_traces(
-    name: str, traces: np.ndarray, headers: dict[str, np.ndarray], notes: list[str]
-) -> np.ndarray:
-    """Sort traces (n_traces, n_samples) into (5, 70, n_samples): shots by header,
-    receivers by position. Raises UploadError for any other geometry."""
-    n = traces.shape[0]
-    shot_of_trace, how = _assign_shots(name, headers, n)
-    notes.append(how)
-    shot_rank = _order_shots(shot_of_trace, headers, notes)
-    receiver_key = _receiver_key(shot_of_trace, headers, notes)
-    order = np.lexsort((np.arange(n), receiver_key, shot_rank[shot_of_trace]))
-    return traces[order].reshape(N_SHOTS, N_RECEIVERS, traces.shape[1])
-
-
-def _assign_shots(name: str, headers: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, str]:
-    """Each trace's shot index (n_traces,) and a note on how shots were found."""
-    informative: tuple[str, np.ndarray] | None = None
-    for label, keys in _shot_candidates(headers):
-        distinct, inverse = _group(keys)
-        counts = np.bincount(inverse)
-        if len(distinct) == N_SHOTS and np.all(counts == N_RECEIVERS):
-            return inverse, f"traces grouped into shots by {label}"
-        if informative is None and 1 < len(distinct) < n:
-            informative = (label, counts)
-    if informative is None and n == N_SHOTS * N_RECEIVERS:
-        return (
-            np.repeat(np.arange(N_SHOTS), N_RECEIVERS),
-            "headers do not tell shots apart; traces taken as stored shot by shot, "
-            f"{N_RECEIVERS} per shot",
-        )
-    raise UploadError(_geometry_message(name, n, informative), reason="geometry")
-
-
-def _geometry_message(name: str, n: int, informative: tuple[str, np.ndarray] | None) -> str:
-    """Say which geometry was found and which is expected."""
-    if informative is None:
-        return (
-            f"'{name}' has {n} traces whose headers (FieldRecord, SourceX/SourceY) do not "
-            f"tell shots apart; {_EXPECTED_GEOMETRY}"
-        )
-    label, counts = informative
-    shown = ", ".join(str(int(c)) for c in counts[:10])
-    if counts.size > 10:
-        shown += ", ..."
-    noun = "shot" if counts.size == 1 else "shots"
-    return (
-        f"'{name}': found {counts.size} {noun} (grouped by {label}) with {shown} traces "
-        f"({n} traces in all); {_EXPECTED_GEOMETRY}"
-    )
-
-
-def _order_shots(
-    shot_of_trace: np.ndarray, headers: dict[str, np.ndarray], notes: list[str]
-) -> np.ndarray:
-    """Rank of each shot (n_shots,): by mean source x when it differs between shots
-    (left to right, like OpenFWI's sources), else by the grouping key."""
-    source_x = _scaled(headers["source_x"], headers["scalar"])
-    mean_x = np.bincount(shot_of_trace, weights=source_x) / np.bincount(shot_of_trace)
-    if np.unique(mean_x).size == mean_x.size:
-        rank = np.argsort(np.argsort(mean_x, kind="stable"), kind="stable")
-        if np.any(rank != np.arange(rank.size)):
-            notes.append("shots ordered by source x, which differs from their header order")
-        return rank
-    return np.arange(mean_x.size)
-
-
-def _receiver_key(
-    shot_of_trace: np.ndarray, headers: dict[str, np.ndarray], notes: list[str]
-) -> np.ndarray:
-    """Sort key of each trace within its shot (n_traces,): GroupX if it is distinct
-    within every shot, else offset if so, else the trace's position in the file."""
-    scalar = headers["scalar"]
-    n = shot_of_trace.size
-    for label, key in (
-        ("GroupX", _scaled(headers["group_x"], scalar)),
-        ("offset", headers["offset"].astype(np.float64)),
-    ):
-        pairs = np.stack([shot_of_trace.astype(np.float64), key], axis=1)
-        if np.unique(pairs, axis=0).shape[0] == n:
-            notes.append(f"receivers ordered by {label}")
-            return key
-    notes.append("receivers kept in file order (GroupX and offset do not tell them apart)")
-    return np.arange(n, dtype=np.float64)
-
-
 # --------------------------------------------------------------------------- time axis
 
 
@@ -567,9 +492,10 @@ def _to_target_time(
     """Resample (..., n_samples) at ``interval_us`` whose first sample lies at
     ``delay_ms`` after the shot to (..., 1000) at 1 ms from the shot (t = 0 … 999 ms).
 
-    Records reaching past 1 s keep their first second; shorter ones are refused. A
-    positive delay is filled with zeros before the first sample; a negative delay
-    (recording started before the shot) drops the samples before t = 0.
+    Records reaching past 1 s keep their first second; records ending between 0.6 and
+    1 s after the shot are zero-padded to 1 s, shorter ones refused. A positive delay
+    is filled with zeros before the first sample; a negative delay (recording started
+    before the shot) drops the samples before t = 0.
     """
     n_samples = traces.shape[-1]
     end_us = delay_ms * 1000 + n_samples * interval_us
@@ -579,13 +505,13 @@ def _to_target_time(
             "trace header bytes 109-110); expected it to start within the first second",
             reason="recording_delay",
         )
-    if end_us < N_TIME * _TARGET_DT_US:
+    if end_us < MIN_RECORD_MS * _TARGET_DT_US:
         starts = f" starting at {delay_ms} ms" if delay_ms else ""
         raise UploadError(
             f"'{name}' records up to {end_us / 1e6:.3f} s ({n_samples} samples at "
-            f"{interval_us / 1000:g} ms{starts}); expected at least 1 s ({N_TIME} samples "
-            "at 1 ms). Records shorter than 1 s are refused; longer ones are cut to their "
-            "first second",
+            f"{interval_us / 1000:g} ms{starts}); expected at least {MIN_RECORD_MS / 1000:g} s. "
+            f"Records shorter than {MIN_RECORD_MS / 1000:g} s are refused, shorter than 1 s "
+            "zero-padded to 1 s, longer ones cut to their first second",
             reason="too_short",
         )
     n_out = N_TIME - delay_ms  # 1 ms samples needed from the first recorded one
@@ -594,7 +520,9 @@ def _to_target_time(
         notes.append(f"resampled from {interval_us / 1000:g} ms to 1 ms")
     if end_us > N_TIME * _TARGET_DT_US:
         notes.append(f"cut from {end_us / 1e6:.3f} s to the first 1 s")
-    traces = traces[..., :n_out]
+    traces = _pad_to(traces[..., :n_out], n_out)
+    if end_us < N_TIME * _TARGET_DT_US:
+        notes.append(f"record ends at {end_us / 1e6:.3f} s; zero-padded to 1 s")
     if delay_ms > 0:
         notes.append(f"first {delay_ms} ms before recording started filled with zeros")
         pad = np.zeros((*traces.shape[:-1], delay_ms), dtype=traces.dtype)
@@ -603,6 +531,15 @@ def _to_target_time(
         notes.append(f"first {-delay_ms} ms recorded before the shot dropped")
         return traces[..., -delay_ms:]
     return traces
+
+
+def _pad_to(traces: np.ndarray, n_out: int) -> np.ndarray:
+    """Traces (..., n) zero-padded at the end to (..., n_out) when shorter."""
+    missing = n_out - traces.shape[-1]
+    if missing <= 0:
+        return traces
+    pad = np.zeros((*traces.shape[:-1], missing), dtype=traces.dtype)
+    return np.concatenate([traces, pad], axis=-1)
 
 
 def _resample(traces: np.ndarray, interval_us: int, n_out: int) -> np.ndarray:
@@ -644,7 +581,10 @@ def _read_npy(path: Path, name: str) -> GatherUpload:
     if shape not in (GATHER_SHAPE, (1, *GATHER_SHAPE)):
         raise UploadError(
             f"'{name}' holds an array of shape {shape}; expected {GATHER_SHAPE} "
-            f"(shots, time samples at 1 ms, receivers) or {(1, *GATHER_SHAPE)}",
+            f"(shots, time samples at 1 ms, receivers) or {(1, *GATHER_SHAPE)}. A .npy "
+            "array carries no geometry, so it must be the model's frame exactly; other "
+            "acquisitions (fewer shots, other receiver spacings or sample intervals) are "
+            "accepted as SEG-Y or SU, whose trace headers place them",
             reason="shape",
         )
     if dtype.kind not in "fiu":
@@ -709,6 +649,8 @@ def write_segy(
     endian: Literal["big", "little"] = "big",
     sample_format: int | None = None,
     delay_ms: int = 0,
+    source_x_m: np.ndarray | None = None,
+    receiver_x_m: np.ndarray | None = None,
 ) -> None:
     """Write a gather (n_shots, nt, n_rec) as SEG-Y with segyio, traces shot by shot.
 
@@ -725,6 +667,9 @@ def write_segy(
         sample_format: a format code (1, 2, 3, 5, 8) overriding ``ibm``; integer
             formats round the amplitudes.
         delay_ms: DelayRecordingTime, the first sample's time after the shot (ms).
+        source_x_m: source x in metres (n_shots,), overriding ``src_x_cells``.
+        receiver_x_m: receiver x in metres, (n_rec,) for every shot or
+            (n_shots, n_rec) per shot, overriding ``dx_m``.
     """
     gather = _check_gather_to_write(gather)
     fmt = sample_format if sample_format is not None else (1 if ibm else 5)
@@ -739,7 +684,8 @@ def write_segy(
     spec.samples = delay_ms + np.arange(nt) * float(dt_ms)
     spec.tracecount = n_shots * n_rec
     spec.endian = endian
-    headers = _trace_headers(n_shots, n_rec, nt, interval_us, dx_m, src_x_cells)
+    src_x, rec_x = _write_positions(n_shots, n_rec, dx_m, src_x_cells, source_x_m, receiver_x_m)
+    headers = _trace_headers(src_x, rec_x, nt, interval_us)
     for header in headers:
         header[segyio.TraceField.DelayRecordingTime] = int(delay_ms)
     samples = gather.transpose(0, 2, 1).reshape(n_shots * n_rec, nt)
@@ -758,15 +704,27 @@ def write_su(
     src_x_cells: np.ndarray | None = None,
     *,
     endian: Literal["big", "little"] = "little",
+    source_x_m: np.ndarray | None = None,
+    receiver_x_m: np.ndarray | None = None,
 ) -> None:
     """Write a gather (n_shots, nt, n_rec) as Seismic Unix: 240-byte SEG-Y trace
     headers and 4-byte IEEE float samples, no file header, native (little-endian)
     byte order by default. The traces are written with segyio, then the SEG-Y file
-    header is dropped."""
+    header is dropped. Positions as for :func:`write_segy`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.segy.tmp")
     try:
-        write_segy(tmp, gather, dt_ms, False, dx_m, src_x_cells, endian=endian)
+        write_segy(
+            tmp,
+            gather,
+            dt_ms,
+            False,
+            dx_m,
+            src_x_cells,
+            endian=endian,
+            source_x_m=source_x_m,
+            receiver_x_m=receiver_x_m,
+        )
         with open(tmp, "rb") as src, open(path, "wb") as dst:
             src.seek(_FILE_HEADER_BYTES)
             while chunk := src.read(1 << 20):
@@ -796,30 +754,42 @@ def _coordinate_scalar(values: np.ndarray) -> int:
     return 1 if np.allclose(values, np.round(values)) else -100
 
 
-def _trace_headers(
+def _write_positions(
     n_shots: int,
     n_rec: int,
-    nt: int,
-    interval_us: int,
     dx_m: float,
     src_x_cells: np.ndarray | None,
+    source_x_m: np.ndarray | None,
+    receiver_x_m: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source x (n_shots,) and receiver x (n_shots, n_rec) in metres for the writers."""
+    if source_x_m is None:
+        cells = np.round(np.linspace(0, n_rec - 1, n_shots)) if src_x_cells is None else src_x_cells
+        source_x_m = np.asarray(cells, dtype=np.float64) * dx_m
+    src_x = np.asarray(source_x_m, dtype=np.float64)
+    if src_x.shape != (n_shots,):
+        raise ValueError(f"source positions have shape {src_x.shape}; expected ({n_shots},)")
+    if receiver_x_m is None:
+        receiver_x_m = np.arange(n_rec) * float(dx_m)
+    rec_x = np.broadcast_to(np.asarray(receiver_x_m, dtype=np.float64), (n_shots, n_rec))
+    return src_x, rec_x
+
+
+def _trace_headers(
+    src_x: np.ndarray, rec_x: np.ndarray, nt: int, interval_us: int
 ) -> list[dict[int, int]]:
     """Header words of every trace, shot by shot: record and trace numbers, source
-    and receiver x in metres (scaled), signed offset, sample count and interval."""
-    if src_x_cells is None:
-        src_x_cells = np.round(np.linspace(0, n_rec - 1, n_shots))
-    src_x = np.asarray(src_x_cells, dtype=np.float64) * dx_m
-    if src_x.shape != (n_shots,):
-        raise ValueError(f"src_x_cells has shape {src_x.shape}; expected ({n_shots},)")
-    rec_x = np.arange(n_rec) * float(dx_m)
-    scalar = _coordinate_scalar(np.concatenate([src_x, rec_x]))
+    x (n_shots,) and receiver x (n_shots, n_rec) in metres (scaled), signed offset,
+    sample count and interval."""
+    n_shots, n_rec = rec_x.shape
+    scalar = _coordinate_scalar(np.concatenate([src_x, rec_x.ravel()]))
     unit = 1 if scalar == 1 else 100
     tf = segyio.TraceField
     headers = []
     for s in range(n_shots):
         sx = round(src_x[s] * unit)
         for r in range(n_rec):
-            gx = round(rec_x[r] * unit)
+            gx = round(rec_x[s, r] * unit)
             headers.append(
                 {
                     tf.TRACE_SEQUENCE_LINE: s * n_rec + r + 1,
@@ -828,7 +798,7 @@ def _trace_headers(
                     tf.TraceNumber: r + 1,
                     tf.EnergySourcePoint: s + 1,
                     tf.TraceIdentificationCode: 1,
-                    tf.offset: gx - sx,
+                    tf.offset: round(rec_x[s, r] - src_x[s]),  # metres, unscaled
                     tf.SourceGroupScalar: scalar,
                     tf.SourceX: sx,
                     tf.GroupX: gx,

@@ -207,7 +207,7 @@ GATHER_UPLOADS: dict[str, BadUpload] = {
     "empty": BadUpload("Empty upload", "shot.sgy", lambda: b""),
     "unknown_format": BadUpload("Text file renamed .sgy", "notes.sgy", lambda: _TEXT),
     "truncated": BadUpload("Truncated SEG-Y", "shot.sgy", lambda: _segy(_gather(), cut=1000)),
-    "geometry": BadUpload("Not 5 shots x 70 receivers", "shot.sgy", lambda: _segy(_gather(4))),
+    "geometry": BadUpload("More than 10 shots", "shot.sgy", lambda: _segy(_gather(11))),
     "non_finite": BadUpload("NaN or Inf samples", "shot.npy", lambda: _npy(_with_nan())),
     "shape": BadUpload(
         ".npy of the wrong shape", "shot.npy", lambda: _npy(np.ones((5, 999, 70), np.float32))

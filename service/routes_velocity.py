@@ -33,7 +33,13 @@ from seislens.service.schemas import (
 )
 from seislens.service.settings import MAX_K
 from seislens.service.state import LoadedBundle
-from seislens.service.uploads import saved_upload
+from seislens.service.uploads import (
+    RAW_BODY_REQUEST,
+    RawBodyDep,
+    missing_upload,
+    unsupported_upload_type,
+    uploaded_file,
+)
 from seislens.service.velocity_answers import keep_estimate, velocity_answer
 from seislens.service.velocity_familiarity import calibrated_spreads, gather_familiarity
 from seislens.service.velocity_search import SearchOutcome, search_gather
@@ -102,7 +108,13 @@ _SEARCH_ERRORS = error_responses(
     *docs.GATHER_ERRORS,
     docs.K_OUT_OF_RANGE,
     UNKNOWN_FAMILY,
-    docs.MISSING_FILE,
+    ErrorDoc(422, "missing_file", "Neither a `file` field nor a raw body", missing_upload),
+    ErrorDoc(
+        415,
+        "unsupported_media_type",
+        "Neither multipart nor application/octet-stream",
+        lambda: unsupported_upload_type("text/plain"),
+    ),
     docs.TOO_LARGE,
     docs.NOT_READY,
     docs.STORE_UNAVAILABLE,
@@ -140,6 +152,7 @@ _ESTIMATE_ERRORS = error_responses(
     response_model=VelocitySearchResponse,
     responses=_SEARCH_ERRORS,
     summary="Find the velocity models that fit a shot gather",
+    openapi_extra=RAW_BODY_REQUEST,
 )
 def search_velocity(
     request: Request,
@@ -147,23 +160,31 @@ def search_velocity(
     settings: SettingsDep,
     estimates: EstimatesDep,
     metrics: MetricsDep,
+    raw: RawBodyDep,
     file: Annotated[
-        UploadFile,
+        UploadFile | None,
         File(
-            description="a shot gather: SEG-Y (rev 0/1, IBM or IEEE floats), SU or .npy "
-            "(5, 1000, 70) — 5 shots × 70 receivers, 1 s"
+            description="a shot gather. SEG-Y (rev 0/1, IBM or IEEE floats) or SU: any 2-D "
+            "line, placed by SourceX/GroupX (scalar applied) or offsets — 1–10 shots, each "
+            "within 40 m of a source slot (x = 0, 170, 340, 520, 690 m); receivers 5–25 m "
+            "apart, resampled onto the 10 m grid (0–690 m), at least 35 of its 70 points "
+            "covered per shot; 0.25–8 ms sampling; at least 0.6 s (shorter than 1 s "
+            "zero-padded, longer cut). .npy: exactly (5, 1000, 70) — 5 shots × 70 receivers "
+            "at 10 m, 1 ms, 1 s (arrays carry no geometry)"
         ),
-    ],
+    ] = None,
     k: KQuery = None,
     family: FamilyQuery = None,
 ) -> VelocitySearchResponse:
-    """Upload a gather; get the top-k library models by cosine similarity, the physical
-    descriptors inferred from them (similarity-weighted mean and spread) and a link to
-    the estimated velocity model (their similarity-weighted mean)."""
+    """Upload a gather (a multipart `file`, or the whole body as
+    `application/octet-stream`, which skips multipart parsing); get the top-k library
+    models by cosine similarity, the physical descriptors inferred from them
+    (similarity-weighted mean and spread) and a link to the estimated velocity model
+    (their similarity-weighted mean)."""
     start = time.perf_counter()
     check_family(bundle, family)
-    with saved_upload(file, settings.max_upload_bytes) as path:
-        upload = read_gather(path, file.filename or "upload")
+    with uploaded_file(file, raw, settings.max_upload_bytes) as (path, filename):
+        upload = read_gather(path, filename)
     read_s = time.perf_counter() - start
     k = k or settings.default_k
     branch = bundle.branches[VELOCITY.name]
@@ -174,7 +195,7 @@ def search_velocity(
     query_id = estimates.new_id()
     keep_estimate(estimates, query_id, outcome, bundle.name, settings.estimate_temperature)
     total_ms = (time.perf_counter() - start) * 1000
-    query = _query_info(query_id, file, upload, k, family, bundle, outcome, total_ms)
+    query = _query_info(query_id, filename, upload, k, family, bundle, outcome, total_ms)
     answer = velocity_answer(
         VelocitySearchResponse, request, query, query_id, outcome, settings.estimate_temperature
     )
@@ -259,7 +280,7 @@ def check_family(bundle: LoadedBundle, family: str | None) -> None:
 
 def _query_info(
     query_id: str,
-    file: UploadFile,
+    filename: str,
     upload: GatherUpload,
     k: int,
     family: str | None,
@@ -270,7 +291,7 @@ def _query_info(
     ms = {stage: round(s * 1000, 3) for stage, s in outcome.seconds.items()}
     return QueryInfo(
         query_id=query_id,
-        filename=file.filename or "upload",
+        filename=filename,
         format=upload.format,
         traces=upload.n_traces,
         source_dt_ms=upload.source_dt_ms,

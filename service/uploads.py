@@ -7,6 +7,12 @@ stream, before the rest is read. The limit covers the file plus the multipart fr
 (:data:`MULTIPART_ALLOWANCE` bytes); :func:`saved_upload` then checks the file's own
 size exactly while copying it to the temporary file the readers need (segyio opens
 paths only).
+
+A route that also takes the file as a raw ``application/octet-stream`` body declares
+:data:`RawBodyDep` (the body streamed straight to a temporary file, its size checked
+exactly as it arrives: no multipart parsing, no second copy) and
+:data:`RAW_BODY_REQUEST` as ``openapi_extra``; :func:`uploaded_file` then gives the
+route one path whichever way the file came.
 """
 
 from __future__ import annotations
@@ -14,19 +20,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated, Any
 
-from fastapi import UploadFile
-from seislens.service.errors import ApiError
+from fastapi import Depends, Query, Request, UploadFile
+from seislens.service.deps import SettingsDep
+from seislens.service.errors import ApiError, InvalidParameterError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPART_ALLOWANCE = 64 * 1024
 """Bytes allowed beyond the file size for multipart boundaries and part headers."""
 
+RAW_BODY_TYPE = "application/octet-stream"
+"""The Content-Type of a file sent as the whole request body."""
+
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _CHUNK = 1 << 20
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SUFFIXES = frozenset({".sgy", ".segy", ".su", ".npy"})
 
 
 class UploadTooLargeError(ApiError):
@@ -103,10 +116,7 @@ def saved_upload(upload: UploadFile, max_bytes: int) -> Iterator[Path]:
     Raises:
         UploadTooLargeError: the file holds more than ``max_bytes`` bytes.
     """
-    suffix = Path(upload.filename or "").suffix.lower()
-    safe_suffix = suffix if suffix in {".sgy", ".segy", ".su", ".npy"} else ""
-    fd, name = tempfile.mkstemp(prefix="seislens-upload-", suffix=safe_suffix)
-    path = Path(name)
+    fd, path = _temp_file(upload.filename)
     try:
         with os.fdopen(fd, "wb") as out:
             upload.file.seek(0)
@@ -114,6 +124,136 @@ def saved_upload(upload: UploadFile, max_bytes: int) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def _temp_file(filename: str | None) -> tuple[int, Path]:
+    """A new temporary file (descriptor, path) keeping the client's suffix when it is
+    one the readers know (a format hint)."""
+    suffix = Path(filename or "").suffix.lower()
+    fd, name = tempfile.mkstemp(
+        prefix="seislens-upload-", suffix=suffix if suffix in _SUFFIXES else ""
+    )
+    return fd, Path(name)
+
+
+# --------------------------------------------------------------------------- raw bodies
+
+RAW_BODY_REQUEST: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "the file: a multipart `file` field, or the whole body as "
+        f"`{RAW_BODY_TYPE}` (faster: no multipart parsing; the optional `filename` query "
+        "parameter names it, and its suffix is a format hint)",
+        "content": {RAW_BODY_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+"""``openapi_extra`` of a route taking :data:`RawBodyDep` beside its multipart ``file``
+(merged with the multipart body FastAPI documents)."""
+
+
+def unsupported_upload_type(content_type: str) -> ApiError:
+    """The 415 of a body that is neither multipart (a ``file`` field) nor a raw file."""
+    return ApiError(
+        f"unsupported Content-Type {content_type or '(none)'!r}; send the file as "
+        f"multipart/form-data (a `file` field) or as the whole body with Content-Type "
+        f"{RAW_BODY_TYPE}",
+        "unsupported_media_type",
+        415,
+    )
+
+
+def missing_upload() -> InvalidParameterError:
+    """The 422 of a request carrying no file."""
+    return InvalidParameterError(
+        ("body", "file"),
+        "no file in the request: send a multipart/form-data `file` field, or the file as "
+        f"the whole body with Content-Type {RAW_BODY_TYPE} (curl: -H 'Content-Type: "
+        f"{RAW_BODY_TYPE}' --data-binary @shot.sgy)",
+        "missing_file",
+    )
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A raw body saved to a temporary file, and the client's name for it."""
+
+    path: Path
+    filename: str | None
+
+
+FilenameQuery = Annotated[
+    str | None,
+    Query(
+        max_length=255,
+        description="the file's name, for a raw application/octet-stream body (its suffix "
+        "is a format hint; the format is detected from the content anyway)",
+    ),
+]
+
+
+async def raw_body_upload(
+    request: Request, settings: SettingsDep, filename: FilenameQuery = None
+) -> AsyncIterator[RawBody | None]:
+    """The raw ``application/octet-stream`` body saved to a temporary file, or None for
+    a form (the route reads its ``file``) or no body at all.
+
+    The body is written as its chunks arrive, its size checked exactly against
+    ``max_upload_bytes`` (at once when Content-Length announces more); the file is
+    removed after the answer.
+
+    Raises:
+        UploadTooLargeError: past the limit (413).
+        ApiError: 415 for a body of another Content-Type.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(_FORM_TYPES):
+        yield None
+        return
+    if not content_type.startswith(RAW_BODY_TYPE):
+        if content_type or _content_length(request.scope):
+            raise unsupported_upload_type(content_type)
+        yield None  # no body: the route says what it expects
+        return
+    max_bytes = settings.max_upload_bytes
+    announced = _content_length(request.scope)
+    if announced is not None and announced > max_bytes:
+        raise UploadTooLargeError(max_bytes, announced)
+    fd, path = _temp_file(filename)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as out:
+            written = 0
+            async for chunk in request.stream():
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UploadTooLargeError(max_bytes)
+                out.write(chunk)
+        yield RawBody(path, filename)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+RawBodyDep = Annotated[RawBody | None, Depends(raw_body_upload)]
+"""The raw body's temporary file (None without one): see :func:`raw_body_upload`."""
+
+
+@contextlib.contextmanager
+def uploaded_file(
+    file: UploadFile | None, raw: RawBody | None, max_bytes: int
+) -> Iterator[tuple[Path, str]]:
+    """The request's file on disk and its name, from a multipart ``file`` or a raw body
+    (:data:`RawBodyDep`).
+
+    Raises:
+        InvalidParameterError: neither was sent (422 ``missing_file``).
+        UploadTooLargeError: the multipart file passes ``max_bytes``.
+    """
+    if file is not None:
+        with saved_upload(file, max_bytes) as path:
+            yield path, file.filename or "upload"
+    elif raw is not None:
+        yield raw.path, raw.filename or "upload"
+    else:
+        raise missing_upload()
 
 
 def _copy_limited(src: IO[bytes], dst: IO[bytes], max_bytes: int) -> int:

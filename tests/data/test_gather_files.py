@@ -135,9 +135,12 @@ def test_long_record_cut_to_first_second(tmp_path: Path) -> None:
 
 def test_short_record_refused(tmp_path: Path) -> None:
     path = tmp_path / "short.sgy"
-    write_segy(path, _gather(nt=400), dt_ms=2.0)
-    with pytest.raises(UploadError, match=r"0\.800 s .*at least 1 s.*shorter than 1 s are refused"):
+    write_segy(path, _gather(nt=250), dt_ms=2.0)
+    with pytest.raises(
+        UploadError, match=r"0\.500 s .*at least 0\.6 s.*shorter than 0\.6 s"
+    ) as err:
         read_gather(path)
+    assert err.value.reason == "too_short"
 
 
 # --------------------------------------------------------------------------- geometry
@@ -156,13 +159,16 @@ def test_shuffled_traces_regrouped_by_headers(tmp_path: Path) -> None:
 def test_grouped_by_source_position_with_scalar(tmp_path: Path) -> None:
     gather = _gather(6)
     path = tmp_path / "by_source.sgy"
-    write_segy(path, gather, dx_m=2.5)  # non-integer metres: scalar -100
+    origin = 1000.25  # non-integer metres: scalar -100
+    sources = origin + np.array([0.0, 170.0, 340.0, 520.0, 690.0])
+    write_segy(path, gather, source_x_m=sources, receiver_x_m=origin + np.arange(70) * 10.0)
     _rewrite(path, order=np.random.default_rng(1).permutation(350), FieldRecord=7)
     with segyio.open(str(path), ignore_geometry=True) as f:
         assert set(f.attributes(segyio.TraceField.SourceGroupScalar)[:]) == {-100}
     up = read_gather(path)
     np.testing.assert_array_equal(up.data, gather)
     assert "traces grouped into shots by source position" in up.notes
+    assert "line origin x = 1000.25 m (the smallest source or receiver x)" in up.notes
 
 
 def test_receivers_by_offset_then_file_order(tmp_path: Path) -> None:
@@ -187,23 +193,33 @@ def test_shots_ordered_by_source_x(tmp_path: Path) -> None:
     np.testing.assert_array_equal(up.data, gather)
 
 
-def test_wrong_geometry_names_what_was_found(tmp_path: Path) -> None:
+def test_uneven_shots_mapped_with_masks(tmp_path: Path) -> None:
+    gather = _gather(9, n_shots=3)
     path = tmp_path / "three.sgy"
-    write_segy(path, _gather(n_shots=3))
+    write_segy(path, gather)  # shots at x = 0, 340, 690 m
     with open(path, "r+b") as fh:  # drop the last trace: 70, 70, 69
         fh.truncate(path.stat().st_size - (240 + 4000))
-    with pytest.raises(UploadError) as err:
-        read_gather(path)
-    message = str(err.value)
-    assert "found 3 shots" in message and "70, 70, 69 traces" in message
-    assert "expected 5 shots x 70 receivers" in message
+    up = read_gather(path)
+    assert up.shot_mask.tolist() == [True, False, True, False, True]
+    assert up.receiver_mask.sum(axis=1).tolist() == [70, 0, 70, 0, 69]
+    np.testing.assert_array_equal(up.data[[0, 2]], gather[:2])
+    np.testing.assert_array_equal(up.data[4, :, :69], gather[2, :, :69])
+    assert not up.data[[1, 3]].any() and not up.data[4, :, 69].any()
+    assert (
+        "3 shots mapped to source slots 1, 3, 5 of 5 (x = 0, 340, 690 m); slots 2, 4 "
+        "empty, zero-filled" in up.notes
+    )
 
 
-def test_wrong_receiver_count_refused(tmp_path: Path) -> None:
+def test_partial_spread_masked(tmp_path: Path) -> None:
+    gather = _gather(10, n_rec=60)
     path = tmp_path / "narrow.sgy"
-    write_segy(path, _gather(n_rec=60))
-    with pytest.raises(UploadError, match=r"found 5 shots .*60, 60, 60, 60, 60 traces"):
-        read_gather(path)
+    write_segy(path, gather, src_x_cells=np.array([0, 17, 34, 52, 69]))
+    up = read_gather(path)
+    assert up.shot_mask.all() and up.receiver_mask[:, :60].all()
+    assert not up.receiver_mask[:, 60:].any() and not up.data[:, :, 60:].any()
+    np.testing.assert_array_equal(up.data[:, :, :60], gather)
+    assert any(n.startswith("60, 60, 60, 60, 60 of 70 grid receivers covered") for n in up.notes)
 
 
 # --------------------------------------------------------------------------- bad inputs

@@ -88,6 +88,9 @@ def test_velocity_search_errors_are_documented(event_client, sample):
         "k_out_of_range": lambda c: search(c, sample.segy, k=101),
         "unknown_family": lambda c: search(c, sample.segy, family="flatvel-c"),
         "missing_file": lambda c: c.post(SEARCH, data={"other": "x"}),
+        "unsupported_media_type": lambda c: c.post(
+            SEARCH, content=b"x", headers={"content-type": "text/plain"}
+        ),
     }
     check_route(event_client, SEARCH, "post", triggers)
 
