@@ -121,6 +121,18 @@ class GatherUpload:
         default_factory=lambda: np.ones((N_SHOTS, N_RECEIVERS), dtype=bool)
     )
 
+    @property
+    def partial_geometry(self) -> bool:
+        """Whether the frame is only partly covered: a source slot without its shot, or
+        less than ``FULL_FRAME_COVERAGE`` of the (shot, receiver) grid holding data."""
+        coverage = float(np.mean(self.receiver_mask))
+        return not bool(np.all(self.shot_mask)) or coverage < FULL_FRAME_COVERAGE
+
+
+FULL_FRAME_COVERAGE = 0.95
+"""A gather filling at least this fraction of the 5 × 70 frame counts as complete (an
+interpolated spread may miss its last grid point)."""
+
 
 @dataclass(frozen=True)
 class _TraceLayout:

@@ -34,7 +34,7 @@ from seislens.service.schemas_query import (
     RecordingEmbeddingResponse,
     StationEmbedding,
 )
-from seislens.service.uploads import saved_upload
+from seislens.service.uploads import GATHER_FILE_DOC, saved_upload
 from seislens.service.velocity_descriptor_search import (
     DESCRIPTOR_VALUE_ERRORS,
     INCOMPLETE_DESCRIPTORS,
@@ -52,10 +52,6 @@ router = APIRouter(prefix="/v1/embed", tags=["embed"])
 _UNKNOWN_MODALITY = ErrorDoc(
     404, "unknown_modality", "Not a modality", lambda: unknown_modality("spectrum")
 )
-_GATHER_DOC = (
-    "a shot gather: SEG-Y (rev 0/1, IBM or IEEE floats), SU or .npy (5, 1000, 70) — "
-    "5 shots × 70 receivers, 1 s"
-)
 
 
 @router.post(
@@ -69,7 +65,7 @@ _GATHER_DOC = (
 def embed_gather(
     bundle: BundleDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description=_GATHER_DOC)],
+    file: Annotated[UploadFile, File(description=GATHER_FILE_DOC)],
 ) -> EmbeddingResponse:
     """The unit-norm embedding the gather search searches with: the same upload, readers
     and preprocessing as `POST /v1/velocity/search`."""

@@ -34,6 +34,7 @@ from seislens.service.schemas import (
 from seislens.service.settings import MAX_K
 from seislens.service.state import LoadedBundle
 from seislens.service.uploads import (
+    GATHER_FILE_DOC,
     RAW_BODY_REQUEST,
     RawBodyDep,
     missing_upload,
@@ -163,15 +164,7 @@ def search_velocity(
     raw: RawBodyDep,
     file: Annotated[
         UploadFile | None,
-        File(
-            description="a shot gather. SEG-Y (rev 0/1, IBM or IEEE floats) or SU: any 2-D "
-            "line, placed by SourceX/GroupX (scalar applied) or offsets — 1–10 shots, each "
-            "within 40 m of a source slot (x = 0, 170, 340, 520, 690 m); receivers 5–25 m "
-            "apart, resampled onto the 10 m grid (0–690 m), at least 35 of its 70 points "
-            "covered per shot; 0.25–8 ms sampling; at least 0.6 s (shorter than 1 s "
-            "zero-padded, longer cut). .npy: exactly (5, 1000, 70) — 5 shots × 70 receivers "
-            "at 10 m, 1 ms, 1 s (arrays carry no geometry)"
-        ),
+        File(description=GATHER_FILE_DOC),
     ] = None,
     k: KQuery = None,
     family: FamilyQuery = None,
@@ -202,7 +195,7 @@ def search_velocity(
     best = float(outcome.scores[0]) if len(outcome.scores) else None
     return answer.model_copy(
         update={
-            "familiarity": gather_familiarity(best, branch),
+            "familiarity": gather_familiarity(best, branch, upload.partial_geometry),
             "inferred_descriptors": calibrated_spreads(answer.inferred_descriptors, branch),
         }
     )

@@ -41,6 +41,17 @@ _CHUNK = 1 << 20
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SUFFIXES = frozenset({".sgy", ".segy", ".su", ".npy"})
 
+GATHER_FILE_DOC = (
+    "a shot gather. SEG-Y (rev 0/1, IBM or IEEE floats) or SU: any 2-D line, placed by "
+    "SourceX/GroupX (scalar applied) or offsets — 1–10 shots, each within 40 m of a source "
+    "slot (x = 0, 170, 340, 520, 690 m); receivers 5–25 m apart, resampled onto the 10 m "
+    "grid (0–690 m), at least 35 of its 70 points covered per shot; 0.25–8 ms sampling; at "
+    "least 0.6 s (shorter than 1 s zero-padded, longer cut). .npy: exactly (5, 1000, 70) — "
+    "5 shots × 70 receivers at 10 m, 1 ms, 1 s (arrays carry no geometry). The encoders "
+    "were trained on full 5 × 70 frames only: answers on partial geometry are unreliable"
+)
+"""The accepted gather files, as the OpenAPI pages of every gather route state them."""
+
 
 class UploadTooLargeError(ApiError):
     """The upload passed the size limit (413, raised while it streams in).

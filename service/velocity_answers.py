@@ -59,12 +59,14 @@ def velocity_answer(
     """The response ``answer`` (a :class:`VelocityAnswer`) of one search: ``query`` as
     the route describes it, the matches with their model links, the inferred
     descriptors and the link to the estimated model."""
+    # one url_for per answer, not per match: the links differ only in the trailing id
+    model_base = str(request.url_for("get_velocity_model", model_id="0"))[:-1]
     results = [
         VelocityMatch(
             **shared,
             family=rec.family,
             descriptors=rec.descriptors,
-            model_url=str(request.url_for("get_velocity_model", model_id=str(rec.id))),
+            model_url=f"{model_base}{rec.id}",
         )
         for rec, shared in ranked_matches(outcome.records, outcome.scores)
     ]

@@ -37,16 +37,28 @@ def branch_calibration(branch: LoadedBranch) -> tuple[VelocityCalibration | None
     return cal, None
 
 
-def gather_familiarity(best_score: float | None, branch: LoadedBranch) -> Familiarity:
-    """The familiarity of a gather whose best library match scored ``best_score``."""
+PARTIAL_GEOMETRY = (
+    "the gather covers only part of the model frame (missing shots or receivers, "
+    "zero-filled): the encoders were trained on full 5 × 70 frames, so these answers are "
+    "unreliable (one-shot queries rarely retrieve their own model)"
+)
+
+
+def gather_familiarity(
+    best_score: float | None, branch: LoadedBranch, partial_geometry: bool = False
+) -> Familiarity:
+    """The familiarity of a gather whose best library match scored ``best_score``;
+    ``partial_geometry`` (shots or receivers missing from the frame) always warns."""
     cal, why = branch_calibration(branch)
+    partial = PARTIAL_GEOMETRY if partial_geometry else None
     if cal is None or best_score is None:
-        return Familiarity(score=None, best_score=best_score, warning=None, calibration=why)
+        return Familiarity(score=None, best_score=best_score, warning=partial, calibration=why)
     score = float(familiarity(best_score, cal))
-    warning = None
+    warnings = [partial] if partial else []
     if score < cal.warn_below:
         percent = 100.0 * (1.0 - score)
-        warning = UNFAMILIAR.format(score=score, threshold=cal.warn_below, percent=percent)
+        warnings.append(UNFAMILIAR.format(score=score, threshold=cal.warn_below, percent=percent))
+    warning = "; ".join(warnings) or None
     return Familiarity(
         score=round(score, 4),
         best_score=round(best_score, 6),

@@ -81,3 +81,15 @@ def test_without_a_valid_calibration_the_answer_says_why(
     assert body["familiarity"]["score"] is None
     assert "no familiarity calibration" in body["familiarity"]["calibration"]
     assert all(not e["calibrated"] for e in body["inferred_descriptors"].values())
+
+
+def test_a_one_shot_gather_is_answered_with_a_warning(client, sample, tmp_path):
+    from seislens.data.gather_files import write_segy
+
+    one_shot = tmp_path / "one-shot.sgy"
+    write_segy(one_shot, sample.gather[:1], source_x_m=np.array([0.0]))
+    r = search(client, one_shot.read_bytes(), filename="one-shot.sgy", k=3)
+    assert r.status_code == 200, r.text
+    assert "only part of the model frame" in r.json()["familiarity"]["warning"]
+    full = search(client, sample.segy, k=3).json()["familiarity"]
+    assert full["warning"] is None or "only part" not in full["warning"]
