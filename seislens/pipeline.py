@@ -47,6 +47,10 @@ class BundlePreset(BaseModel):
     train_config: str = "default"
     run: str = "runs/velocity-default"
     library_per_family: int = Field(250, gt=0, description="models per family in the index")
+    calibration_per_family: int = Field(
+        25, ge=0, description="held-out gathers a family for the familiarity calibration (0: none)"
+    )
+    calibration_seed: int = 3
 
 
 def load_preset(name_or_path: str) -> BundlePreset:
@@ -237,4 +241,9 @@ def build_bundle(preset: BundlePreset) -> dict[str, Any]:
         }
     )
     write_manifest(out, manifest.with_section("velocity", velocity))
+    if preset.calibration_per_family:
+        calib_root = _generate(
+            preset, "calib", preset.calibration_per_family, preset.calibration_seed
+        )
+        calibrate_velocity_bundle(out, [calib_root])
     return json.loads(json.dumps(result))
