@@ -8,7 +8,8 @@ Draws ``--gallery`` fresh velocity models spread evenly over the eight families
 bundle trained on seed 1 and was tested on seed 2), models them with deepwave as the
 generator does (15, 18 and 12 Hz Ricker) and with the second propagator
 (``seislens.data.velocity_fd``, 15 Hz), perturbs the 15 Hz deepwave gathers
-(``seislens.data.velocity_perturb``: trigger delay, Gaussian noise, per-trace gains),
+(``seislens.data.velocity_perturb``: trigger delay, Gaussian noise, per-trace gains;
+and with shots removed, as the reader maps a one- or three-shot file onto the frame),
 and prints one Markdown table row per query set:
 
 * closed set: seismic→velocity R@1/5/10 against the gallery of the N models' velocity
@@ -89,7 +90,19 @@ QUERY_SETS: tuple[QuerySet, ...] = (
     QuerySet("deepwave, 18 Hz Ricker", ("deepwave", 18.0)),
     QuerySet("deepwave, 12 Hz Ricker", ("deepwave", 12.0)),
     QuerySet("second propagator (staggered FD, 15 Hz)", ("fd", 15.0)),
+    QuerySet(
+        "three shots (slots 1, 3, 5; others empty)", BASE, lambda g, r: keep_shots(g, 0, 2, 4)
+    ),
+    QuerySet("one shot (slot 1; others empty)", BASE, lambda g, r: keep_shots(g, 0)),
 )
+
+
+def keep_shots(gathers: np.ndarray, *slots: int) -> np.ndarray:
+    """(N, 5, nt, nx) gathers with every shot but ``slots`` zeroed: what the upload
+    reader makes of a file with only those shots (empty source slots zero-filled)."""
+    out = np.zeros_like(gathers)
+    out[:, list(slots)] = gathers[:, list(slots)]
+    return out
 
 
 def gallery_models(count: int, seed: int) -> np.ndarray:

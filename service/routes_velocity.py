@@ -42,7 +42,7 @@ from seislens.service.uploads import (
     uploaded_file,
 )
 from seislens.service.velocity_answers import keep_estimate, velocity_answer
-from seislens.service.velocity_familiarity import calibrated_spreads, gather_familiarity
+from seislens.service.velocity_familiarity import with_familiarity
 from seislens.service.velocity_search import SearchOutcome, search_gather
 
 router = APIRouter(prefix="/v1/velocity", tags=["velocity"])
@@ -193,12 +193,7 @@ def search_velocity(
         VelocitySearchResponse, request, query, query_id, outcome, settings.estimate_temperature
     )
     best = float(outcome.scores[0]) if len(outcome.scores) else None
-    return answer.model_copy(
-        update={
-            "familiarity": gather_familiarity(best, branch, upload.partial_geometry),
-            "inferred_descriptors": calibrated_spreads(answer.inferred_descriptors, branch),
-        }
-    )
+    return with_familiarity(answer, best, branch, upload.partial_geometry)
 
 
 @router.get(
