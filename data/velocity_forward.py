@@ -4,7 +4,9 @@ OpenFWI's acquisition: a 70 × 70 grid with dx = dz = 10 m; 5 sources at
 x = round(linspace(0, 69, 5)) = (0, 17, 34, 52, 69) cells and 70 receivers at every
 surface cell, all at 10 m depth (grid row 1); a 15 Hz Ricker wavelet peaking at
 1.5 / f = 0.1 s; 1000 samples at dt = 1 ms; absorbing (PML, 20 cells) boundaries on
-every side, so no free surface.
+every side, so no free surface. :class:`ForwardConfig` also names another wavelet
+family and phase, a free surface, other depths, PML widths and FD orders, which the
+randomised generator (``seislens.data.velocity_physics``) draws per sample.
 
 Time step: deepwave's default picks an internal step below dt for stability and
 resamples, about 0.12 s a sample here. With ``courant_number = 0.65`` the CFL limit
@@ -22,8 +24,12 @@ within the sampling of the extremes and the constant stays 1.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from seislens.data.wavelets import WaveletKind, WaveletSpec, make_wavelet
 
 #: Calibration of deepwave's amplitudes to OpenFWI's (see module docstring).
 OPENFWI_SCALE = 1.0
@@ -37,7 +43,10 @@ class ForwardConfig(BaseModel):
     dx: float = Field(10.0, gt=0, description="grid spacing, m")
     dt: float = Field(0.001, gt=0, description="sample interval, s")
     nt: int = Field(1000, gt=0, description="time samples")
-    freq: float = Field(15.0, gt=0, description="Ricker peak frequency, Hz")
+    freq: float = Field(15.0, gt=0, description="wavelet peak frequency, Hz")
+    wavelet: WaveletKind = Field("ricker", description="wavelet family (seislens.data.wavelets)")
+    phase_deg: float = Field(0.0, ge=-180, le=180, description="wavelet phase rotation, degrees")
+    free_surface: bool = Field(False, description="a reflecting top (no PML above the model)")
     n_shots: int = Field(5, gt=0)
     source_depth: int = Field(1, ge=0, description="source row (cells)")
     receiver_depth: int = Field(1, ge=0, description="receiver row (cells)")
@@ -47,17 +56,23 @@ class ForwardConfig(BaseModel):
     max_vel: float = Field(4500.0, gt=0, description="velocity bound used for the CFL, m/s")
     scale: float = Field(OPENFWI_SCALE, description="output = -scale * deepwave amplitude")
 
+    def wavelet_spec(self) -> WaveletSpec:
+        """The source wavelet these settings name."""
+        return WaveletSpec(kind=self.wavelet, peak_hz=self.freq, phase_deg=self.phase_deg)
+
+    def pml_widths(self) -> list[int]:
+        """PML cells per face (top, bottom, left, right); 0 on top for a free surface."""
+        w = self.pml_width
+        return [0 if self.free_surface else w, w, w, w]
+
+    def boundaries(self) -> list[str]:
+        """deepwave's boundary kind per face (top, bottom, left, right)."""
+        return ["free" if self.free_surface else "pml", "pml", "pml", "pml"]
+
 
 def source_columns(n_shots: int, nx: int) -> np.ndarray:
     """Source x positions (cells): ``round(linspace(0, nx - 1, n_shots))``."""
     return np.round(np.linspace(0, nx - 1, n_shots)).astype(np.int64)
-
-
-def ricker(freq: float, nt: int, dt: float) -> np.ndarray:
-    """A Ricker wavelet of peak frequency ``freq`` (Hz) peaking at 1.5 / freq s: (nt,)."""
-    t = np.arange(nt) * dt - 1.5 / freq
-    a = (np.pi * freq * t) ** 2
-    return ((1 - 2 * a) * np.exp(-a)).astype(np.float32)
 
 
 def model_gathers(velocity: np.ndarray, config: ForwardConfig | None = None) -> np.ndarray:
@@ -87,20 +102,30 @@ def model_gathers(velocity: np.ndarray, config: ForwardConfig | None = None) -> 
     rec = torch.zeros(cfg.n_shots, nx, 2, dtype=torch.long)
     rec[:, :, 0] = cfg.receiver_depth
     rec[:, :, 1] = torch.arange(nx)
-    wavelet = torch.from_numpy(ricker(cfg.freq, cfg.nt, cfg.dt))
+    wavelet = torch.from_numpy(make_wavelet(cfg.wavelet_spec(), cfg.nt, cfg.dt))
     amplitudes = wavelet.reshape(1, 1, -1).repeat(cfg.n_shots, 1, 1)
-    out = deepwave.scalar(
-        torch.from_numpy(v),
+    with warnings.catch_warnings():
+        # High peak frequencies on the 10 m grid are dispersive by design: the randomised
+        # generator draws them so the encoder meets such gathers (deepwave warns).
+        warnings.filterwarnings("ignore", message="At least six grid cells per wavelength")
+        out = _scalar(deepwave, torch.from_numpy(v), cfg, src, rec, amplitudes)
+    data = out.receiver_amplitudes.detach().numpy()  # (shots, receivers, nt)
+    return (-cfg.scale * data.transpose(0, 2, 1)).astype(np.float32)
+
+
+def _scalar(deepwave: Any, v: Any, cfg: ForwardConfig, src: Any, rec: Any, amp: Any) -> Any:
+    """One deepwave.scalar call with the settings of ``cfg``."""
+    return deepwave.scalar(
+        v,
         cfg.dx,
         cfg.dt,
-        source_amplitudes=amplitudes,
+        source_amplitudes=amp,
         source_locations=src,
         receiver_locations=rec,
         accuracy=cfg.accuracy,
-        pml_width=cfg.pml_width,
+        pml_width=cfg.pml_widths(),
+        boundary=cfg.boundaries(),
         pml_freq=cfg.freq,
         max_vel=max(cfg.max_vel, float(v.max())),
         courant_number=cfg.courant_number,
     )
-    data = out.receiver_amplitudes.detach().numpy()  # (shots, receivers, nt)
-    return (-cfg.scale * data.transpose(0, 2, 1)).astype(np.float32)

@@ -4,11 +4,14 @@ Sample ``i`` of dataset ``(family, seed)`` depends on nothing else, so the outpu
 byte-identical whatever the number of workers, and an interrupted run resumes at the
 first shard that is not complete. Workers are processes with one torch thread each
 (deepwave ignores ``OMP_NUM_THREADS``; one thread per process was the fastest layout
-on the CPU).
+on the CPU). Workers draw the models and the physics themselves
+(``VelocityGenConfig.physics``: ``seislens.data.velocity_physics``), and tasks are
+queued ahead, so no worker waits while a finished shard is written.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import platform
 import time
@@ -27,12 +30,13 @@ from seislens.data.openfwi import (
 )
 from seislens.data.velocity_families import check_family, velocity_models
 from seislens.data.velocity_forward import ForwardConfig, model_gathers
+from seislens.data.velocity_physics import PhysicsRanges, sample_forward
 from seislens.models.descriptors import compute_descriptors
 from tqdm import tqdm
 
 from seislens import __version__
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 class VelocityGenConfig(BaseModel):
@@ -47,16 +51,21 @@ class VelocityGenConfig(BaseModel):
     workers: int = Field(1, gt=0)
     chunk: int = Field(10, gt=0, description="samples per task sent to a worker")
     forward: ForwardConfig = ForwardConfig()
+    physics: PhysicsRanges | None = Field(
+        None, description="per-sample physics ranges; None keeps OpenFWI's setting (the preset)"
+    )
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the dataset's content."""
-        return {
+        """The fields that define the dataset's content, as JSON values (as in the manifest)."""
+        identity = {
             "family": self.family,
             "seed": self.seed,
             "shard_size": self.shard_size,
             "generator_version": GENERATOR_VERSION,
             "forward": self.forward.model_dump(),
+            "physics": self.physics.model_dump() if self.physics else None,
         }
+        return json.loads(json.dumps(identity))
 
 
 def _library_versions() -> dict[str, str]:
@@ -105,21 +114,31 @@ def _shard_done(out: Path, index: int, size: int) -> bool:
     return np.load(paths[1], mmap_mode="r").shape[0] == size
 
 
-def _worker_init(forward: dict[str, Any]) -> None:
+def _worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-    global _FORWARD
-    _FORWARD = ForwardConfig(**forward)
 
 
-_FORWARD: ForwardConfig | None = None
+#: One worker task: (family, seed, first sample, count, physics ranges, base settings).
+Task = tuple[str, int, int, int, dict[str, Any] | None, dict[str, Any]]
 
 
-def _model_chunk(models: np.ndarray) -> np.ndarray:
-    """Gathers of a chunk of models, (b, shots, nt, nx): the worker's task."""
-    cfg = _FORWARD or ForwardConfig()
-    return np.stack([model_gathers(m, cfg) for m in models])
+def _run_task(task: Task) -> tuple[int, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Models, gathers and drawn physics of ``count`` consecutive samples (the worker's job).
+
+    Returns (first sample, models (b, 70, 70), gathers (b, shots, nt, nx), physics).
+    """
+    family, seed, start, count, ranges, base = task
+    rng_ranges = PhysicsRanges(**ranges) if ranges is not None else None
+    base_cfg = ForwardConfig(**base)
+    models = velocity_models(family, seed, start, count)
+    configs = [sample_forward(family, seed, start + k, rng_ranges, base_cfg) for k in range(count)]
+    gathers = np.stack([model_gathers(m, c) for m, c in zip(models, configs, strict=True)])
+    physics = [
+        c.model_dump(exclude={"dx", "dt", "nt", "n_shots", "max_vel", "scale"}) for c in configs
+    ]
+    return start, models, gathers, physics
 
 
 def _shard_plan(cfg: VelocityGenConfig) -> list[tuple[int, int, int]]:
@@ -130,9 +149,12 @@ def _shard_plan(cfg: VelocityGenConfig) -> list[tuple[int, int, int]]:
     return plan
 
 
-def _chunks(models: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
-    for s in range(0, len(models), chunk):
-        yield models[s : s + chunk]
+def _tasks(cfg: VelocityGenConfig, todo: list[tuple[int, int, int]]) -> Iterator[Task]:
+    ranges = cfg.physics.model_dump() if cfg.physics else None
+    for _, start, size in todo:
+        for s in range(start, start + size, cfg.chunk):
+            n = min(cfg.chunk, start + size - s)
+            yield (cfg.family, cfg.seed, s, n, ranges, cfg.forward.model_dump())
 
 
 def generate_velocity_dataset(
@@ -167,20 +189,31 @@ def generate_velocity_dataset(
     t0 = time.perf_counter()
     pool = None
     if cfg.workers > 1:
-        ctx = mp.get_context("spawn")
-        pool = ctx.Pool(cfg.workers, _worker_init, (cfg.forward.model_dump(),))
+        pool = mp.get_context("spawn").Pool(cfg.workers, _worker_init)
     else:
-        _worker_init(cfg.forward.model_dump())
+        _worker_init()
     try:
-        for index, start, size in todo:
-            models = velocity_models(cfg.family, cfg.seed, start, size)
-            chunks = _chunks(models, cfg.chunk)
-            results = pool.imap(_model_chunk, chunks) if pool else map(_model_chunk, chunks)
-            gathers = []
-            for block in results:
-                gathers.append(block)
-                bar.update(len(block))
-            _write_shard(out, index, np.concatenate(gathers), models)
+        # Workers draw the models themselves and tasks are queued ahead, so they keep
+        # modelling while this process writes a finished shard.
+        tasks = _tasks(cfg, todo)
+        results = pool.imap(_run_task, tasks) if pool else map(_run_task, tasks)
+        pending: dict[int, list[tuple[int, np.ndarray, np.ndarray, list[dict[str, Any]]]]] = {}
+        shard_of = {start: (index, start, size) for index, start, size in todo}
+        starts = sorted(shard_of)
+        for result in results:
+            first = max(s for s in starts if s <= result[0])
+            pending.setdefault(first, []).append(result)
+            bar.update(len(result[1]))
+            index, _, size = shard_of[first]
+            if sum(len(r[1]) for r in pending[first]) == size:
+                parts = sorted(pending.pop(first), key=lambda r: r[0])
+                _write_shard(
+                    out,
+                    index,
+                    np.concatenate([r[2] for r in parts]),
+                    np.concatenate([r[1] for r in parts]),
+                    [p for r in parts for p in r[3]],
+                )
     finally:
         if pool is not None:
             pool.terminate()
@@ -196,8 +229,11 @@ def generate_velocity_dataset(
     return manifest
 
 
-def _write_shard(out: Path, index: int, gathers: np.ndarray, models: np.ndarray) -> None:
+def _write_shard(
+    out: Path, index: int, gathers: np.ndarray, models: np.ndarray, physics: list[dict[str, Any]]
+) -> None:
     """Write one shard; the model file last, so its presence marks the shard complete."""
+    atomic_write_json(out / f"physics{index}.json", physics)
     atomic_save_npy(out / f"data{index}.npy", gathers.astype(np.float32))
     atomic_save_npy(out / f"desc{index}.npy", compute_descriptors(models))
     atomic_save_npy(out / f"model{index}.npy", models[:, None].astype(np.float32))

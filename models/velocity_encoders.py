@@ -6,7 +6,11 @@ Three encoders end in L2-normalised ``embed_dim`` vectors:
   (B, shots, T', receivers), shots as input channels;
 * :class:`VelocityEncoder` — a ResNet-18-style network (four stages of two basic
   blocks) with one input channel over (B, 1, 70, 70) models in [-1, 1];
-* :class:`DescriptorEncoder` — an MLP over (B, 9) standardised descriptors.
+* :class:`DescriptorEncoder` — an MLP over (B, 9) standardised descriptors;
+
+and an optional :class:`DescriptorHead` reads the gather embedding and predicts the
+standardised descriptors with a Gaussian spread (mean and log-variance, (B, 9) each),
+so a gather's descriptors need not be those of a library model.
 
 Both CNNs keep where things are: their heads flatten the last feature map instead of
 averaging it away, since travel time and depth carry the answer. Architecture
@@ -64,8 +68,17 @@ class DescriptorEncoderConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [256, 256])
 
 
+class DescriptorHeadConfig(BaseModel):
+    """MLP from the normalised gather embedding to descriptor mean and log-variance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(256, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
 class VelocityClipConfig(BaseModel):
-    """The three encoders and the shared embedding."""
+    """The three encoders, the shared embedding and the optional descriptor head."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +87,9 @@ class VelocityClipConfig(BaseModel):
     seismic: SeismicEncoderConfig = SeismicEncoderConfig()
     velocity: VelocityEncoderConfig = VelocityEncoderConfig()
     descriptor: DescriptorEncoderConfig = DescriptorEncoderConfig()
+    head: DescriptorHeadConfig | None = Field(
+        None, description="descriptor head on the gather embedding (None: none)"
+    )
 
 
 class BasicBlock(nn.Module):
@@ -209,8 +225,43 @@ class Normalized(nn.Module):
         return F.normalize(self.encoder(x), dim=-1)
 
 
+class DescriptorHead(nn.Module):
+    """(B, D) normalised gather embeddings → (mean, log-variance) of (B, n) standardised
+    descriptors; the log-variance is clamped to [-7, 5] (std 0.03 … 12 standard units)."""
+
+    def __init__(self, cfg: DescriptorHeadConfig, embed_dim: int, n_descriptors: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(embed_dim, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, 2 * n_descriptors),
+        )
+        self.n = n_descriptors
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(z)
+        return out[:, : self.n], out[:, self.n :].clamp(-7.0, 5.0)
+
+
+class SeismicWithHead(nn.Module):
+    """The exported seismic graph of a network with a head: (B, shots, T', R) →
+    (normalised embedding (B, D), descriptor mean (B, n), log-variance (B, n))."""
+
+    def __init__(self, seismic: nn.Module, head: DescriptorHead):
+        super().__init__()
+        self.seismic = seismic
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = F.normalize(self.seismic(x), dim=-1)
+        mean, log_var = self.head(z)
+        return z, mean, log_var
+
+
 class VelocityClip(nn.Module):
-    """The three encoders and a learnable temperature (the loss lives in training)."""
+    """The three encoders, the optional descriptor head and a learnable temperature
+    (the loss lives in training)."""
 
     def __init__(self, cfg: VelocityClipConfig):
         super().__init__()
@@ -218,6 +269,11 @@ class VelocityClip(nn.Module):
         self.seismic = SeismicEncoder(cfg.seismic, cfg.embed_dim)
         self.velocity = VelocityEncoder(cfg.velocity, cfg.embed_dim)
         self.descriptor = DescriptorEncoder(cfg.descriptor, cfg.embed_dim)
+        self.head = (
+            DescriptorHead(cfg.head, cfg.embed_dim, cfg.descriptor.n_descriptors)
+            if cfg.head
+            else None
+        )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
 
     def encode_seismic(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -235,13 +291,18 @@ class VelocityClip(nn.Module):
     def forward(
         self, gathers: torch.Tensor, models: torch.Tensor, descriptors: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Normalised features of each modality and ``logit_scale.exp()`` (clamped at 100)."""
-        return {
-            "seismic": self.encode_seismic(gathers),
+        """Normalised features of each modality and ``logit_scale.exp()`` (clamped at 100);
+        with a head, also ``descriptor_mean`` and ``descriptor_log_var`` (B, n)."""
+        seismic = self.encode_seismic(gathers)
+        out = {
+            "seismic": seismic,
             "velocity": self.encode_velocity(models),
             "descriptor": self.encode_descriptor(descriptors),
             "logit_scale": self.logit_scale.exp().clamp(max=100.0),
         }
+        if self.head is not None:
+            out["descriptor_mean"], out["descriptor_log_var"] = self.head(seismic)
+        return out
 
 
 def build_velocity_clip(cfg: VelocityClipConfig | dict) -> VelocityClip:

@@ -74,10 +74,19 @@ def data_velocity(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     workers: Annotated[int, typer.Option(help="worker processes (one torch thread each)")] = 2,
     shard_size: Annotated[int, typer.Option(help="samples per data{i}.npy shard")] = 500,
+    physics: Annotated[
+        str | None,
+        typer.Option(
+            help="randomised physics: a preset name (default, openfwi) or a TOML file of "
+            "PhysicsRanges; omitted: OpenFWI's fixed setting"
+        ),
+    ] = None,
 ) -> None:
     """Generate an OpenFWI-format velocity dataset with deepwave (resumable)."""
     from seislens.data.velocity_families import check_family
     from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+    from seislens.data.velocity_physics import PhysicsRanges
+    from seislens.training.config import load_config_file
 
     if count <= 0:
         raise UsageError(f"--count must be positive; got {count}")
@@ -87,6 +96,7 @@ def data_velocity(
         seed=seed,
         workers=workers,
         shard_size=shard_size,
+        physics=load_config_file(PhysicsRanges, "physics", physics) if physics else None,
     )
     manifest = generate_velocity_dataset(out, cfg)
     run = manifest["last_run"]

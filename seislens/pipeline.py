@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from seislens.data.velocity_families import FAMILIES
+from seislens.data.velocity_physics import PhysicsRanges
 from seislens.training.config import load_config_file
 
 
@@ -51,6 +52,11 @@ class BundlePreset(BaseModel):
         25, ge=0, description="held-out gathers a family for the familiarity calibration (0: none)"
     )
     calibration_seed: int = 3
+    physics: PhysicsRanges | None = Field(
+        default_factory=PhysicsRanges,
+        description="randomised physics of the training and calibration gathers "
+        "(None: OpenFWI's setting); the test split is always generated as OpenFWI",
+    )
 
 
 def load_preset(name_or_path: str) -> BundlePreset:
@@ -58,7 +64,9 @@ def load_preset(name_or_path: str) -> BundlePreset:
     return load_config_file(BundlePreset, "bundle", name_or_path)
 
 
-def _generate(preset: BundlePreset, split: str, count: int, seed: int) -> Path:
+def _generate(
+    preset: BundlePreset, split: str, count: int, seed: int, physics: PhysicsRanges | None
+) -> Path:
     from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
 
     root = Path(preset.data_dir) / split
@@ -69,6 +77,7 @@ def _generate(preset: BundlePreset, split: str, count: int, seed: int) -> Path:
             seed=seed,
             workers=preset.workers,
             shard_size=min(500, count),
+            physics=physics,
         )
         generate_velocity_dataset(root / fam, cfg)
     return root
@@ -217,8 +226,10 @@ def build_bundle(preset: BundlePreset) -> dict[str, Any]:
     from seislens.training.branch_training import load_config, train
 
     t0 = time.perf_counter()
-    train_root = _generate(preset, "train", preset.train_per_family, preset.train_seed)
-    test_root = _generate(preset, "test", preset.test_per_family, preset.test_seed)
+    train_root = _generate(
+        preset, "train", preset.train_per_family, preset.train_seed, preset.physics
+    )
+    test_root = _generate(preset, "test", preset.test_per_family, preset.test_seed, None)
     overrides = {"data": {"train": [str(train_root)]}}
     cfg = load_config(VELOCITY.name, preset.train_config, overrides)
     train(cfg, Path(preset.run))
@@ -243,7 +254,7 @@ def build_bundle(preset: BundlePreset) -> dict[str, Any]:
     write_manifest(out, manifest.with_section("velocity", velocity))
     if preset.calibration_per_family:
         calib_root = _generate(
-            preset, "calib", preset.calibration_per_family, preset.calibration_seed
+            preset, "calib", preset.calibration_per_family, preset.calibration_seed, preset.physics
         )
         calibrate_velocity_bundle(out, [calib_root])
     return json.loads(json.dumps(result))

@@ -19,13 +19,21 @@ TINY_COUNT = 12
 
 @pytest.fixture(scope="session")
 def tiny_velocity_data(tmp_path_factory) -> Path:
-    """Two families × 12 generated OpenFWI samples (parent folder)."""
+    """Two families × 12 generated OpenFWI samples (parent folder), randomised physics."""
     pytest.importorskip("deepwave")
     from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+    from seislens.data.velocity_physics import PhysicsRanges
 
     root = tmp_path_factory.mktemp("velocity-data")
     for fam in TINY_FAMILIES:
-        cfg = VelocityGenConfig(family=fam, count=TINY_COUNT, seed=11, shard_size=6, workers=1)
+        cfg = VelocityGenConfig(
+            family=fam,
+            count=TINY_COUNT,
+            seed=11,
+            shard_size=6,
+            workers=1,
+            physics=PhysicsRanges(),
+        )
         generate_velocity_dataset(root / fam, cfg, progress=False)
     return root
 

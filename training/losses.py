@@ -24,16 +24,32 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> to
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (constant dropped) of (B, n) targets."""
+    return 0.5 * (log_var + (target - mean) ** 2 * torch.exp(-log_var)).mean()
+
+
 def trimodal_loss(
-    features: dict[str, torch.Tensor], w_seismic_velocity: float, w_velocity_descriptor: float
+    features: dict[str, torch.Tensor],
+    w_seismic_velocity: float,
+    w_velocity_descriptor: float,
+    descriptors: torch.Tensor | None = None,
+    w_descriptor_head: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """SeisBind's weighted sum: seismic↔velocity and velocity↔descriptor InfoNCE."""
+    """SeisBind's weighted sum: seismic↔velocity and velocity↔descriptor InfoNCE, plus
+    the descriptor head's Gaussian NLL against the (B, 9) standardised ``descriptors``
+    when the features carry a head's output and ``w_descriptor_head`` > 0."""
     scale = features["logit_scale"]
     sv = clip_loss(features["seismic"], features["velocity"], scale)
     vd = clip_loss(features["velocity"], features["descriptor"], scale)
     total = w_seismic_velocity * sv + w_velocity_descriptor * vd
-    parts = {k: float(v.detach()) for k, v in (("loss", total), ("loss_sv", sv), ("loss_vd", vd))}
-    return total, parts
+    parts = {"loss_sv": float(sv.detach()), "loss_vd": float(vd.detach())}
+    if "descriptor_mean" in features and descriptors is not None and w_descriptor_head > 0:
+        mean, log_var = features["descriptor_mean"], features["descriptor_log_var"]
+        head = gaussian_nll(mean, log_var, descriptors)
+        total = total + w_descriptor_head * head
+        parts["loss_head"] = float(head.detach())
+    return total, {"loss": float(total.detach()), **parts}
 
 
 def grouped_clip_loss(

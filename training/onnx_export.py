@@ -42,7 +42,7 @@ from seislens.models.contract import (
 from seislens.models.embedders import choose_providers, sha256_file
 from seislens.models.event_encoders import EventHeadsExport, NormalizedInfo, NormalizedSpectrum
 from seislens.models.manifest import BranchSection, EncoderEntry
-from seislens.models.velocity_encoders import Normalized
+from seislens.models.velocity_encoders import Normalized, SeismicWithHead
 
 EXPORT_BATCH = 2
 """Batch size the graphs are traced with."""
@@ -281,7 +281,9 @@ def export_run(
 
 def _velocity_graphs(network: Any, checkpoint: dict[str, Any]) -> dict[str, GraphSpec]:
     """Seismic (B, shots, time, receivers), velocity (B, 1, n, n) in [-1, 1] and
-    descriptor (B, 9) inputs; each graph returns L2-normalised ``embedding`` (B, D)."""
+    descriptor (B, 9) inputs; each graph returns L2-normalised ``embedding`` (B, D), and
+    with a descriptor head the seismic graph also ``descriptor_mean`` and
+    ``descriptor_log_var`` (B, 9) in standardised descriptor units."""
     model_cfg = checkpoint["config"]["model"]
     s, v = model_cfg["seismic"], model_cfg["velocity"]
     shapes = {
@@ -299,7 +301,7 @@ def _velocity_graphs(network: Any, checkpoint: dict[str, Any]) -> dict[str, Grap
 
         return make
 
-    return {
+    graphs = {
         name: GraphSpec(
             Normalized(getattr(network, name)).eval(),
             "input",
@@ -308,6 +310,14 @@ def _velocity_graphs(network: Any, checkpoint: dict[str, Any]) -> dict[str, Grap
         )
         for name, shape in shapes.items()
     }
+    if network.head is not None:  # the seismic graph also predicts the descriptors
+        graphs["seismic"] = GraphSpec(
+            SeismicWithHead(network.seismic, network.head).eval(),
+            "input",
+            ("embedding", "descriptor_mean", "descriptor_log_var"),
+            example(shapes["seismic"], bounded=False),
+        )
+    return graphs
 
 
 def _velocity_fields(network: Any, checkpoint: dict[str, Any], weights: str) -> dict[str, Any]:

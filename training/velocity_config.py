@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from seislens.models.velocity_encoders import VelocityClipConfig
 from seislens.models.velocity_preprocess import GatherPreprocess
 from seislens.training.config import OptimConfig, TrainConfig
+from seislens.training.velocity_augment import AugmentConfig
 
 
 class VelocityDataConfig(BaseModel):
@@ -28,22 +29,15 @@ class LossConfig(BaseModel):
 
     w_seismic_velocity: float = Field(1.0, ge=0)
     w_velocity_descriptor: float = Field(0.1, ge=0)
+    w_descriptor_head: float = Field(
+        0.0, ge=0, description="Gaussian NLL of the descriptor head (model.head)"
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> LossConfig:
         if self.w_seismic_velocity + self.w_velocity_descriptor <= 0:
             raise ValueError("at least one loss weight must be positive")
         return self
-
-
-class AugmentConfig(BaseModel):
-    """Augmentations on preprocessed gathers (scale and polarity need none: the
-    preprocessing is invariant to both, which the tests check)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    noise_std: float = Field(0.05, ge=0)
-    dead_trace_prob: float = Field(0.02, ge=0, lt=1)
 
 
 class VelocityTrainConfig(TrainConfig):
@@ -59,6 +53,9 @@ class VelocityTrainConfig(TrainConfig):
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    augment_workers: int = Field(
+        1, ge=0, description="processes preparing augmented batches ahead (0: in the loop)"
+    )
 
     @model_validator(mode="after")
     def _consistent_time_axis(self) -> VelocityTrainConfig:

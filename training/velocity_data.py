@@ -110,7 +110,7 @@ def gather_feature_cache(
     bar.close()
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(path, out)
-    return out
+    return np.load(path, mmap_mode="r")  # memory-mapped, so worker processes can share it
 
 
 def fit_stats(

@@ -4,18 +4,25 @@
 The branch's parts: OpenFWI folders → cached preprocessed gathers, velocity-model and
 descriptor features (preprocessing statistics fitted on the training data and kept in
 the checkpoint); the SeisBind loss (seismic↔velocity and velocity↔descriptor InfoNCE)
-on augmented gathers; closed-set recall@k on the held-out rows after every epoch.
+on gathers augmented afresh every batch (``seislens.training.velocity_augment``,
+prepared ahead by ``augment_workers`` processes), plus the descriptor head's Gaussian
+NLL when the network has one; closed-set recall@k (and the head's descriptor error)
+on the held-out rows after every epoch.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from seislens.models.velocity_encoders import VelocityClip, build_velocity_clip
 from seislens.models.velocity_preprocess import (
+    GatherPreprocess,
     Preprocessing,
     descriptor_features,
     velocity_features,
@@ -23,7 +30,8 @@ from seislens.models.velocity_preprocess import (
 from seislens.training.losses import trimodal_loss
 from seislens.training.metrics import recall_at_k
 from seislens.training.trainer import BranchTraining, Stage
-from seislens.training.velocity_config import AugmentConfig, VelocityTrainConfig
+from seislens.training.velocity_augment import AugmentConfig, augment_features
+from seislens.training.velocity_config import VelocityTrainConfig
 from seislens.training.velocity_data import (
     collect_arrays,
     expand_folders,
@@ -38,14 +46,27 @@ VelocityBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 [-1, 1] and standardised descriptors (B, 9)."""
 
 
-def augment(g: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Additive noise and dead traces on a (B, shots, T', R) batch of features."""
-    if cfg.noise_std > 0:
-        g = g + cfg.noise_std * torch.randn(g.shape, generator=gen)
-    if cfg.dead_trace_prob > 0:
-        keep = torch.rand((g.shape[0], g.shape[1], 1, g.shape[3]), generator=gen)
-        g = g * (keep >= cfg.dead_trace_prob)
-    return g
+def augmented_batch(
+    cache: str | Path | np.ndarray,
+    rows: np.ndarray,
+    aug: AugmentConfig,
+    pre: GatherPreprocess,
+    seed: tuple[int, ...],
+) -> np.ndarray:
+    """Augmented features (B, shots, T', R) of cache ``rows``; draws seeded by ``seed``
+    (run seed, epoch, batch), so a batch is the same wherever and whenever it is made."""
+    feats = np.load(cache, mmap_mode="r") if isinstance(cache, str | Path) else cache
+    block = np.asarray(feats[rows], np.float32)
+    return augment_features(block, aug, pre, np.random.default_rng(list(seed)))
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _batch_task(task: tuple[Any, ...]) -> np.ndarray:
+    cache, rows, aug, pre, seed = task
+    return augmented_batch(cache, rows, AugmentConfig(**aug), GatherPreprocess(**pre), seed)
 
 
 @torch.no_grad()
@@ -65,9 +86,12 @@ def embed_arrays(
         g = torch.from_numpy(np.asarray(gathers[s : s + batch], np.float32))
         v = torch.from_numpy(velocity_features(velocity_models[s : s + batch], pre.velocity))
         d = torch.from_numpy(descriptor_features(descriptors[s : s + batch], pre.descriptors))
-        out["seismic"].append(net.encode_seismic(g).numpy())
+        seismic = net.encode_seismic(g)
+        out["seismic"].append(seismic.numpy())
         out["velocity"].append(net.encode_velocity(v).numpy())
         out["descriptor"].append(net.encode_descriptor(d).numpy())
+        if net.head is not None:
+            out.setdefault("head_mean", []).append(net.head(seismic)[0].numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -80,11 +104,17 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Closed-set recall@k over one split (the split is its own gallery)."""
     e = embed_arrays(net, gathers, velocity_models, descriptors, pre)
-    return {
+    out: dict[str, Any] = {
         "gallery_size": len(velocity_models),
         "seismic_to_velocity": recall_at_k(e["seismic"], e["velocity"]),
         "velocity_to_descriptor": recall_at_k(e["velocity"], e["descriptor"]),
     }
+    if "head_mean" in e:
+        d = pre.descriptors
+        pred = e["head_mean"] * np.asarray(d.std) + np.asarray(d.mean)
+        scale = np.maximum(np.abs(descriptors), 1e-6)
+        out["descriptor_head_mre"] = float(np.mean(np.abs(pred - descriptors) / scale))
+    return out
 
 
 class VelocityTraining(BranchTraining[VelocityTrainConfig]):
@@ -112,7 +142,6 @@ class VelocityTraining(BranchTraining[VelocityTrainConfig]):
         )
         self.velocity = velocity_features(self.arrays.velocity_models, self.pre.velocity)
         self.descriptors = descriptor_features(self.arrays.descriptors, self.pre.descriptors)
-        self.aug_rng = torch.Generator().manual_seed(cfg.seed)
         self.provenance = {
             "folders": [str(f) for f in self.arrays.folders],
             "manifests": [d.manifest for d in self.datasets],
@@ -134,20 +163,47 @@ class VelocityTraining(BranchTraining[VelocityTrainConfig]):
         order = self.train_rows[
             np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_rows))
         ]
-        for b in range(len(order) // bs):
-            rows = np.sort(order[b * bs : (b + 1) * bs])
-            g = torch.from_numpy(np.asarray(self.gathers[rows], np.float32))
+        plan = [np.sort(order[b * bs : (b + 1) * bs]) for b in range(len(order) // bs)]
+        for rows, g in zip(plan, self._augmented(plan, epoch), strict=True):
             yield (
-                augment(g, self.cfg.augment, self.aug_rng),
+                torch.from_numpy(g),
                 torch.from_numpy(self.velocity[rows]),
                 torch.from_numpy(self.descriptors[rows]),
             )
+
+    def _augmented(self, plan: list[np.ndarray], epoch: int) -> Iterator[np.ndarray]:
+        """Augmented gathers of each batch of ``plan``, made ahead by worker processes
+        when ``augment_workers`` > 0 (two batches in flight per worker)."""
+        cfg = self.cfg
+        seeds = [(cfg.seed, epoch, b) for b in range(len(plan))]
+        workers = cfg.augment_workers
+        cache = getattr(self.gathers, "filename", None)
+        if workers == 0 or cache is None:
+            for rows, seed in zip(plan, seeds, strict=True):
+                yield augmented_batch(self.gathers, rows, cfg.augment, self.pre.gather, seed)
+            return
+        aug, pre = cfg.augment.model_dump(), self.pre.gather.model_dump()
+        tasks = [(cache, rows, aug, pre, seed) for rows, seed in zip(plan, seeds, strict=True)]
+        with mp.get_context("spawn").Pool(workers, _worker_init) as pool:
+            inflight: deque[Any] = deque()
+            for task in tasks:
+                inflight.append(pool.apply_async(_batch_task, (task,)))
+                if len(inflight) >= 2 * workers:
+                    yield inflight.popleft().get()
+            while inflight:
+                yield inflight.popleft().get()
 
     def loss(
         self, net: torch.nn.Module, batch: VelocityBatch, stage: Stage
     ) -> tuple[torch.Tensor, dict[str, float]]:
         w = self.cfg.loss
-        return trimodal_loss(net(*batch), w.w_seismic_velocity, w.w_velocity_descriptor)
+        return trimodal_loss(
+            net(*batch),
+            w.w_seismic_velocity,
+            w.w_velocity_descriptor,
+            descriptors=batch[2],
+            w_descriptor_head=w.w_descriptor_head,
+        )
 
     def validate(self, net: torch.nn.Module, stage: Stage) -> dict[str, Any] | None:
         rows = self.val_rows
@@ -160,10 +216,6 @@ class VelocityTraining(BranchTraining[VelocityTrainConfig]):
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {
-            "aug_rng": self.aug_rng.get_state(),
             "preprocessing": self.pre.model_dump(),
             "provenance": self.provenance,
         }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.aug_rng.set_state(state["aug_rng"])

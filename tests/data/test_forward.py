@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from seislens.data.velocity_forward import ForwardConfig, model_gathers, ricker, source_columns
+from seislens.data.velocity_forward import ForwardConfig, model_gathers, source_columns
+from seislens.data.wavelets import ricker
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

@@ -35,6 +35,8 @@ def test_writes_openfwi_layout(small):
         "desc2.npy",
         "model1.npy",
         "model2.npy",
+        "physics1.json",
+        "physics2.json",
         "seislens.json",
     ]
     assert np.load(small / "data1.npy").shape == (3, 5, 1000, 70)
