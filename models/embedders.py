@@ -134,6 +134,11 @@ class BranchEmbedder:
         return next(iter(self.graphs.values())).provider
 
 
+#: The seismic graph's extra outputs when the network has a descriptor head, in
+#: standardised descriptor units.
+HEAD_OUTPUTS: tuple[str, str] = ("descriptor_mean", "descriptor_log_var")
+
+
 class VelocityEmbedder(BranchEmbedder):
     """The velocity branch of a bundle: preprocessing + three ONNX encoders.
 
@@ -149,6 +154,26 @@ class VelocityEmbedder(BranchEmbedder):
     def embed_gathers(self, gathers: np.ndarray) -> np.ndarray:
         """Raw (N, 5, 1000, 70) gathers (any scale or polarity) → (N, D)."""
         return self.seismic(gather_features(gathers, self.pre.gather))
+
+    @property
+    def has_descriptor_head(self) -> bool:
+        """Whether the seismic graph also predicts descriptors (a descriptor head)."""
+        return HEAD_OUTPUTS[0] in self.seismic.output_names
+
+    def embed_gathers_with_head(
+        self, gathers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Raw (N, 5, 1000, 70) gathers → (N, D) embeddings and, with a descriptor head,
+        the predicted descriptors' mean and standard deviation (N, 9) in their own units
+        (see ``seislens.models.descriptors``); (embeddings, None, None) without one."""
+        feats = gather_features(gathers, self.pre.gather)
+        if not self.has_descriptor_head:
+            return self.seismic(feats), None, None
+        out = self.seismic.outputs(feats)
+        d = self.pre.descriptors
+        mean = out[HEAD_OUTPUTS[0]] * np.asarray(d.std) + np.asarray(d.mean)
+        std = np.exp(0.5 * out[HEAD_OUTPUTS[1]]) * np.asarray(d.std)
+        return out["embedding"], mean.astype(np.float32), std.astype(np.float32)
 
     def embed_velocity_models(self, models: np.ndarray) -> np.ndarray:
         """(N, 70, 70) velocity models in m/s → (N, D)."""

@@ -215,11 +215,26 @@ class VelocityAnswer(BaseModel, Generic[QueryT]):
     )
 
 
+class DescriptorPrediction(BaseModel):
+    """A physical descriptor predicted from the gather alone by the descriptor head."""
+
+    mean: float = Field(description="the head's predicted value")
+    std: float = Field(description="the head's predicted standard deviation (Gaussian)")
+    unit: str = Field(description="'m/s', '1/s', 'm' or 'count'")
+
+
 class VelocitySearchResponse(VelocityAnswer[QueryInfo]):
     """The top-k velocity models for an uploaded gather, and what they imply."""
 
     familiarity: Familiarity | None = Field(
         None, description="how familiar the gather is to the bundle, with a warning if not"
+    )
+    predicted_descriptors: dict[str, DescriptorPrediction] | None = Field(
+        None,
+        description="descriptor name → the descriptor head's prediction from the gather "
+        "alone (not limited to what library models have, e.g. a layer count or fault throw "
+        "no library model shares); `inferred_descriptors` are the top-k library models'. "
+        "Null for a bundle without a head.",
     )
 
     model_config = ConfigDict(json_schema_extra={"examples": [_SEARCH_EXAMPLE]})
@@ -525,7 +540,10 @@ class IndexInfo(BaseModel):
     built: str | None = None
     encoder_sha256: str = Field(description="the encoder the vectors were embedded with")
     config: dict[str, Any]
-    sources: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(
+        default_factory=list,
+        description="the library folders indexed (their names; full paths with the admin token)",
+    )
 
 
 class RuntimeInfo(BaseModel):
@@ -544,7 +562,10 @@ class BundleResponse(BaseModel):
     """The bundle being served: manifest summary, counts, metrics and runtime."""
 
     name: str
-    path: str
+    path: str | None = Field(
+        description="the bundle directory on the server; null unless the admin token is "
+        "sent (without it, paths in the answer are reduced to their last part)"
+    )
     created: str | None
     schema_version: int
     seislens_version: str | None

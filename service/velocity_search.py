@@ -39,6 +39,8 @@ class SearchOutcome:
         descriptors: name → (mean, std) over the top-k.
         velocity: the weighted mean model (70, 70) float32 m/s, or None when n = 0.
         seconds: time per stage ('embed', 'search', 'estimate').
+        predicted: name → (mean, std) from the bundle's descriptor head (gather queries
+            of a bundle with one), else None.
     """
 
     records: list[ItemRecord]
@@ -47,6 +49,7 @@ class SearchOutcome:
     descriptors: dict[str, tuple[float, float]]
     velocity: np.ndarray | None
     seconds: dict[str, float] = field(default_factory=dict)
+    predicted: dict[str, tuple[float, float]] | None = None
 
 
 def allowed_ids(branch: LoadedBranch, family: str | None) -> np.ndarray | None:
@@ -74,8 +77,20 @@ def search_gather(
         family: restrict the search to this family, or None.
         temperature: softmax temperature of the similarity weights.
     """
-    embed = functools.partial(branch.embedder.embed_gathers, gather[None])
-    return search_embedded(branch, embed, k, allowed_ids(branch, family), temperature)
+    head: dict[str, tuple[float, float]] = {}
+
+    def embed() -> np.ndarray:
+        vector, mean, std = branch.embedder.embed_gathers_with_head(gather[None])
+        if mean is not None and std is not None:
+            head.update(
+                (name, (round(float(m), 4), round(float(s), 4)))
+                for name, m, s in zip(DESCRIPTOR_NAMES, mean[0], std[0], strict=True)
+            )
+        return vector
+
+    outcome = search_embedded(branch, embed, k, allowed_ids(branch, family), temperature)
+    outcome.predicted = head or None
+    return outcome
 
 
 def search_velocity_model(

@@ -132,3 +132,29 @@ def test_wrong_shape_data_and_missing_checkpoint_exit_2(tmp_path):
     r = cli("export", "--run", str(tmp_path / "nothing"), "--bundle", str(tmp_path / "b"))
     assert r.returncode == 2 and "no checkpoint.pt" in r.stderr, r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_descriptor_head_is_exported_and_matches_torch(tiny_bundle, tiny_run, tiny_velocity_data):
+    from seislens.models.descriptors import DESCRIPTOR_NAMES
+    from seislens.models.velocity_preprocess import gather_features
+
+    manifest = read_manifest(tiny_bundle)
+    assert manifest.velocity.encoders["seismic"].outputs == [
+        "embedding",
+        "descriptor_mean",
+        "descriptor_log_var",
+    ]
+    emb = VelocityEmbedder(tiny_bundle, manifest.velocity)
+    assert emb.has_descriptor_head
+    datasets = [OpenFWIDataset(f) for f in expand_folders([tiny_velocity_data])]
+    gathers = np.stack([datasets[0].gather(i) for i in range(4)])
+    vectors, mean, std = emb.embed_gathers_with_head(gathers)
+    assert vectors.shape == (4, 256) and mean.shape == std.shape == (4, len(DESCRIPTOR_NAMES))
+    assert (std > 0).all() and np.isfinite(mean).all()
+    net = load_run(tiny_run).network.eval()
+    with torch.no_grad():
+        z = net.encode_seismic(torch.from_numpy(gather_features(gathers, emb.pre.gather)))
+        ref_mean, _ = net.head(z)
+    d = emb.pre.descriptors
+    expected = ref_mean.numpy() * np.asarray(d.std) + np.asarray(d.mean)
+    assert np.allclose(mean, expected, rtol=1e-3, atol=1e-3 * np.asarray(d.std))
