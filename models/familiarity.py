@@ -12,7 +12,9 @@ use the same functions.
 * **Calibrated spread**: split-conformal scaling of the neighbours' weighted standard
   deviation, per descriptor: the factor is the ``coverage`` quantile of
   |truth − mean| / std over the calibration queries, so mean ± factor·std held the truth
-  in that fraction of them.
+  in that fraction of them. With familiarity bins the factor is taken per bin of the
+  query's familiarity (Mondrian conformal), made non-increasing with familiarity, so
+  the spreads of unfamiliar queries widen (:func:`spread_scale`).
 """
 
 from __future__ import annotations
@@ -58,3 +60,50 @@ def conformal_scale(
     # the finite-sample split-conformal quantile: rank ceil((n + 1) · coverage)
     rank = min(n, int(np.ceil((n + 1) * coverage)))
     return float(np.sort(ratio)[rank - 1])
+
+
+def bin_of(familiarity_score: float, bins: list[float]) -> int:
+    """The index of the familiarity bin (ascending upper edges) holding the score."""
+    return min(
+        int(np.searchsorted(np.asarray(bins), familiarity_score, side="left")), len(bins) - 1
+    )
+
+
+def spread_scale(
+    calibration: VelocityCalibration, name: str, familiarity_score: float | None, head: bool = False
+) -> float:
+    """The factor for descriptor ``name``'s spread of a query of this familiarity: the
+    query's bin's factor when the calibration has bins (the head's with ``head``), else
+    the single ``std_scale`` (1 for the head without bins, or an unknown descriptor)."""
+    by_bin = calibration.head_std_scale_by_bin if head else calibration.std_scale_by_bin
+    if by_bin and calibration.familiarity_bins and familiarity_score is not None:
+        return by_bin[bin_of(familiarity_score, calibration.familiarity_bins)].get(name, 1.0)
+    return 1.0 if head else calibration.std_scale.get(name, 1.0)
+
+
+def monotone_bin_scales(
+    abs_errors: np.ndarray,
+    spreads: np.ndarray,
+    fam: np.ndarray,
+    bins: list[float],
+    floor: float,
+    coverage: float,
+) -> list[float]:
+    """Per familiarity bin, the conformal factor of one descriptor, made non-increasing
+    with familiarity (a bin with fewer than 5 queries takes the pooled factor).
+
+    Args:
+        abs_errors, spreads: (Q,) as :func:`conformal_scale`; fam: (Q,) familiarities.
+        bins: ascending upper edges, the last 1.0.
+    """
+    pooled = conformal_scale(abs_errors, spreads, floor, coverage)
+    which = np.array([bin_of(float(f), bins) for f in fam])
+    out = []
+    for b in range(len(bins)):
+        rows = which == b
+        out.append(
+            conformal_scale(abs_errors[rows], spreads[rows], floor, coverage)
+            if rows.sum() >= 5
+            else pooled
+        )
+    return list(np.maximum.accumulate(np.asarray(out)[::-1])[::-1])

@@ -75,8 +75,13 @@ class VelocityCalibration(_Open):
     by construction fires on about that fraction of in-distribution queries.
     ``std_scale`` multiplies each descriptor's neighbour spread so that mean ± std
     covered the truth in ``coverage`` of the calibration queries (split-conformal, at
-    ``k`` neighbours). Valid only for the index at ``index_path`` embedded by the
-    encoder ``encoder_sha256``; the service ignores it otherwise.
+    ``k`` neighbours). ``familiarity_bins`` (ascending upper edges, the last 1.0) split
+    the calibration queries by familiarity; ``std_scale_by_bin`` holds each bin's
+    factors (non-increasing with familiarity, so an unfamiliar query gets wider
+    spreads) and ``head_std_scale_by_bin`` the same for the descriptor head's predicted
+    std. Empty lists: the single ``std_scale`` serves every query. Valid only for the
+    index at ``index_path`` embedded by the encoder ``encoder_sha256``; the service
+    ignores it otherwise.
     """
 
     index_path: str
@@ -87,6 +92,9 @@ class VelocityCalibration(_Open):
     warn_below: float = Field(0.05, ge=0.0, le=1.0)
     coverage: float = Field(0.6827, gt=0.0, lt=1.0)
     std_scale: dict[str, float] = Field(default_factory=dict)
+    familiarity_bins: list[float] = Field(default_factory=list)
+    std_scale_by_bin: list[dict[str, float]] = Field(default_factory=list)
+    head_std_scale_by_bin: list[dict[str, float]] = Field(default_factory=list)
     data: list[str] = Field(default_factory=list)
     created: str | None = None
 

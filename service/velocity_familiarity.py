@@ -5,16 +5,22 @@ held-out in-distribution gathers searched against this very index). When it belo
 the index and seismic encoder being served, a gather search answers with its
 familiarity (the empirical CDF of its best score among the calibration queries'; see
 :mod:`seislens.models.familiarity`), a plain warning below the calibration's threshold,
-and descriptor spreads scaled by the calibration's split-conformal factors. Otherwise
+and descriptor spreads (the library's and the descriptor head's) scaled by the
+calibration's split-conformal factors for the query's familiarity bin. Otherwise
 it answers without them and says why.
 """
 
 from __future__ import annotations
 
 from seislens.models.branches import VELOCITY
-from seislens.models.familiarity import familiarity
+from seislens.models.familiarity import familiarity, spread_scale
 from seislens.models.manifest import VelocityCalibration
-from seislens.service.schemas import DescriptorEstimate, Familiarity, VelocitySearchResponse
+from seislens.service.schemas import (
+    DescriptorEstimate,
+    DescriptorPrediction,
+    Familiarity,
+    VelocitySearchResponse,
+)
 from seislens.service.state import LoadedBranch
 
 UNFAMILIAR = (
@@ -53,12 +59,16 @@ def with_familiarity(
     """``answer`` with its familiarity and calibrated spreads, from the one calibration
     check of this request (see :func:`branch_calibration`)."""
     cal, why = branch_calibration(branch)
-    return answer.model_copy(
-        update={
-            "familiarity": _familiarity(best_score, cal, why, partial_geometry),
-            "inferred_descriptors": _calibrated_spreads(answer.inferred_descriptors, cal),
-        }
-    )
+    fam = _familiarity(best_score, cal, why, partial_geometry)
+    update: dict[str, object] = {
+        "familiarity": fam,
+        "inferred_descriptors": _calibrated_spreads(answer.inferred_descriptors, cal, fam.score),
+    }
+    if answer.predicted_descriptors is not None:
+        update["predicted_descriptors"] = _calibrated_predictions(
+            answer.predicted_descriptors, cal, fam.score
+        )
+    return answer.model_copy(update=update)
 
 
 def _familiarity(
@@ -86,15 +96,41 @@ def _familiarity(
 
 
 def _calibrated_spreads(
-    inferred: dict[str, DescriptorEstimate], cal: VelocityCalibration | None
+    inferred: dict[str, DescriptorEstimate],
+    cal: VelocityCalibration | None,
+    score: float | None,
 ) -> dict[str, DescriptorEstimate]:
-    """``inferred`` with each spread scaled by the calibration's factor (unchanged
-    without a valid calibration); the neighbours' own spread stays in ``neighbour_std``."""
+    """``inferred`` with each spread scaled by the calibration's factor for a query of
+    familiarity ``score`` (unchanged without a valid calibration); the neighbours' own
+    spread stays in ``neighbour_std``."""
     if cal is None:
         return inferred
     return {
         name: est.model_copy(
-            update={"std": round(est.std * cal.std_scale.get(name, 1.0), 4), "calibrated": True}
+            update={
+                "std": round(est.std * spread_scale(cal, name, score), 4),
+                "calibrated": True,
+            }
         )
         for name, est in inferred.items()
+    }
+
+
+def _calibrated_predictions(
+    predicted: dict[str, DescriptorPrediction],
+    cal: VelocityCalibration | None,
+    score: float | None,
+) -> dict[str, DescriptorPrediction]:
+    """The head's predictions with spreads scaled by the calibration's head factors for
+    this familiarity (unchanged when the calibration has none)."""
+    if cal is None or not cal.head_std_scale_by_bin:
+        return predicted
+    return {
+        name: p.model_copy(
+            update={
+                "std": round(p.std * spread_scale(cal, name, score, head=True), 4),
+                "calibrated": True,
+            }
+        )
+        for name, p in predicted.items()
     }

@@ -5,7 +5,9 @@ in the library) are searched against the bundle's library exactly as the service
 searches them (top-k, the served estimator); their best scores become the familiarity
 reference and their descriptor errors the split-conformal spread factors
 (:mod:`seislens.models.familiarity`). The caller opens the bundle and writes the result
-into its manifest (``seislens calibrate velocity``).
+into its manifest (``seislens calibrate velocity``). The spread factors are also taken
+per familiarity bin (tertiles by default), and for the descriptor head's predicted std
+when the bundle has one, so unfamiliar queries get the wider spreads their errors need.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from seislens.data.openfwi import OpenFWIDataset
 from seislens.models.descriptors import DESCRIPTOR_FLOORS, DESCRIPTOR_NAMES
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
-from seislens.models.familiarity import conformal_scale
+from seislens.models.familiarity import conformal_scale, familiarity, monotone_bin_scales
 from seislens.models.library_view import LibraryView
 from seislens.models.manifest import VelocityCalibration
-from seislens.training.velocity_eval import embed_gathers_of
+from seislens.training.velocity_eval import embed_gathers_with_head_of
 
 MIN_QUERIES = 20
 """Fewer held-out queries than this give no usable quantiles: refused."""
@@ -37,6 +39,7 @@ def calibrate_velocity(
     warn_below: float = 0.05,
     coverage: float = 0.6827,
     progress: bool = True,
+    n_bins: int = 3,
 ) -> VelocityCalibration:
     """Familiarity reference and spread factors from held-out gathers.
 
@@ -50,6 +53,7 @@ def calibrate_velocity(
         warn_below: familiarity under which answers carry a warning.
         coverage: the coverage the calibrated ±1 spread is to have.
         progress: a progress bar while embedding.
+        n_bins: familiarity bins of equal width for the per-bin factors (1: none).
 
     Raises:
         ValueError: fewer than ``MIN_QUERIES`` gathers, or k < 1.
@@ -59,7 +63,7 @@ def calibrate_velocity(
     total = sum(len(d) for d in datasets)
     if total < MIN_QUERIES:
         raise ValueError(f"{total} calibration gathers; at least {MIN_QUERIES} are needed")
-    queries = embed_gathers_of(embedder, datasets, progress)
+    queries, head_mean, head_std = embed_gathers_with_head_of(embedder, datasets, progress)
     truth = np.concatenate([d.all_descriptors() for d in datasets])
     k = min(k, len(library))
     scores, ids = library.search(queries, k)
@@ -71,7 +75,7 @@ def calibrate_velocity(
         )
         for j, name in enumerate(DESCRIPTOR_NAMES)
     }
-    return VelocityCalibration(
+    cal = VelocityCalibration(
         index_path=index_path,
         encoder_sha256=encoder_sha256,
         k=k,
@@ -83,3 +87,39 @@ def calibrate_velocity(
         data=[str(Path(d.folder)) for d in datasets],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    if n_bins <= 1:
+        return cal
+    bins = [round((b + 1) / n_bins, 6) for b in range(n_bins)]
+    fam = familiarity(scores[:, 0], cal)
+    update: dict[str, object] = {
+        "familiarity_bins": bins,
+        "std_scale_by_bin": _bin_scales(mean, std, truth, fam, bins, coverage),
+    }
+    if head_mean is not None and head_std is not None:
+        update["head_std_scale_by_bin"] = _bin_scales(
+            head_mean, head_std, truth, fam, bins, coverage
+        )
+    return cal.model_copy(update=update)
+
+
+def _bin_scales(
+    mean: np.ndarray,
+    std: np.ndarray,
+    truth: np.ndarray,
+    fam: np.ndarray,
+    bins: list[float],
+    coverage: float,
+) -> list[dict[str, float]]:
+    """Per familiarity bin, descriptor → factor (non-increasing with familiarity)."""
+    per_name = {
+        name: monotone_bin_scales(
+            np.abs(mean[:, j] - truth[:, j]),
+            std[:, j],
+            fam,
+            bins,
+            DESCRIPTOR_FLOORS[name],
+            coverage,
+        )
+        for j, name in enumerate(DESCRIPTOR_NAMES)
+    }
+    return [{name: float(v[b]) for name, v in per_name.items()} for b in range(len(bins))]

@@ -38,15 +38,28 @@ def embed_gathers_of(
     embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], progress: bool = True
 ) -> np.ndarray:
     """Embeddings (N, D) of every gather of ``datasets``, in order, 64 at a time."""
+    return embed_gathers_with_head_of(embedder, datasets, progress)[0]
+
+
+def embed_gathers_with_head_of(
+    embedder: VelocityEmbedder, datasets: list[OpenFWIDataset], progress: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Embeddings (N, D) of every gather of ``datasets`` and, with a descriptor head,
+    its predicted descriptor mean and std (N, 9) in raw units (else None, None)."""
     total = sum(len(d) for d in datasets)
     bar = tqdm(total=total, desc="embedding gathers", unit="gather", disable=not progress)
-    seis = []
+    parts: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
     for ds in datasets:
         for _, block in ds.iter_gathers(batch=64):
-            seis.append(embedder.embed_gathers(block))
+            parts.append(embedder.embed_gathers_with_head(block))
             bar.update(len(block))
     bar.close()
-    return np.concatenate(seis)
+    seis = np.concatenate([p[0] for p in parts])
+    if parts and parts[0][1] is not None:
+        mean = np.concatenate([p[1] for p in parts])  # type: ignore[misc]
+        std = np.concatenate([p[2] for p in parts])  # type: ignore[misc]
+        return seis, mean, std
+    return seis, None, None
 
 
 def embed_dataset(

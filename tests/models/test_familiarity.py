@@ -44,3 +44,40 @@ def test_conformal_scale_checks_its_arguments():
         conformal_scale(np.ones(3), np.ones(4), 1.0, 0.68)
     with pytest.raises(ValueError, match="coverage"):
         conformal_scale(np.ones(3), np.ones(3), 1.0, 1.0)
+
+
+def test_bin_scales_widen_for_unfamiliar_queries_and_cover_per_bin():
+    from seislens.models.familiarity import monotone_bin_scales
+
+    rng = np.random.default_rng(0)
+    fam = rng.random(3000)
+    spreads = np.ones(3000)
+    errors = np.abs(rng.standard_normal(3000)) * (3.0 - 2.0 * fam)  # worse when unfamiliar
+    bins = [1 / 3, 2 / 3, 1.0]
+    scales = monotone_bin_scales(errors, spreads, fam, bins, floor=1.0, coverage=0.6827)
+    assert scales[0] > scales[1] > scales[2]
+    for b, (lo, hi) in enumerate(((0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0))):
+        rows = (fam > lo) & (fam <= hi)
+        assert abs(np.mean(errors[rows] <= scales[b]) - 0.6827) < 0.05
+
+
+def test_spread_scale_uses_the_query_bin_or_the_single_factor():
+    from seislens.models.familiarity import spread_scale
+
+    cal = VelocityCalibration(
+        index_path="index/v1",
+        encoder_sha256="0" * 64,
+        k=10,
+        queries=30,
+        top1_scores=[0.5] * 30,
+        std_scale={"vmean": 1.5},
+        familiarity_bins=[0.5, 1.0],
+        std_scale_by_bin=[{"vmean": 3.0}, {"vmean": 1.0}],
+        head_std_scale_by_bin=[{"vmean": 2.0}, {"vmean": 0.8}],
+    )
+    assert spread_scale(cal, "vmean", 0.1) == 3.0
+    assert spread_scale(cal, "vmean", 0.9) == 1.0
+    assert spread_scale(cal, "vmean", 0.1, head=True) == 2.0
+    assert spread_scale(cal, "vmean", None) == 1.5  # no familiarity: the pooled factor
+    plain = cal.model_copy(update={"familiarity_bins": [], "std_scale_by_bin": []})
+    assert spread_scale(plain, "vmean", 0.1) == 1.5
