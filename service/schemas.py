@@ -46,8 +46,8 @@ class DescriptorEstimate(BaseModel):
     mean: float = Field(description="similarity-weighted mean over the top-k models")
     std: float = Field(
         description="the spread: the similarity-weighted standard deviation, scaled by the "
-        "bundle's calibration when `calibrated` (so mean ± std covered the truth in about "
-        "68 % of held-out in-distribution gathers)"
+        "bundle's calibration for the query's familiarity when `calibrated` (so mean ± std "
+        "covered the truth in about 68 % of held-out gathers of that familiarity)"
     )
     neighbour_std: float | None = Field(
         None, description="the neighbours' own weighted standard deviation, unscaled"
@@ -219,7 +219,11 @@ class DescriptorPrediction(BaseModel):
     """A physical descriptor predicted from the gather alone by the descriptor head."""
 
     mean: float = Field(description="the head's predicted value")
-    std: float = Field(description="the head's predicted standard deviation (Gaussian)")
+    std: float = Field(
+        description="the head's predicted standard deviation, scaled by the bundle's "
+        "calibration for the query's familiarity when `calibrated`"
+    )
+    calibrated: bool = Field(False, description="whether `std` is calibrated")
     unit: str = Field(description="'m/s', '1/s', 'm' or 'count'")
 
 
