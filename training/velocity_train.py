@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from seislens.models.descriptors import relative_errors
 from seislens.models.velocity_encoders import VelocityClip, build_velocity_clip
 from seislens.models.velocity_preprocess import (
     GatherPreprocess,
@@ -112,8 +113,7 @@ def evaluate_split(
     if "head_mean" in e:
         d = pre.descriptors
         pred = e["head_mean"] * np.asarray(d.std) + np.asarray(d.mean)
-        scale = np.maximum(np.abs(descriptors), 1e-6)
-        out["descriptor_head_mre"] = float(np.mean(np.abs(pred - descriptors) / scale))
+        out["descriptor_head_mre"] = float(relative_errors(pred, descriptors).mean())
     return out
 
 
