@@ -7,6 +7,8 @@
 #   docker run -p 8000:8000 seislens
 #
 # artifacts/default must exist (`seislens bundle build --preset default`).
+# Both targets run as the unprivileged user `seislens` (uid 10001), never root; it owns
+# /bundles, where the service writes its lease files (bundle/leases/).
 
 FROM python:3.11-slim AS serve
 

@@ -70,6 +70,7 @@ SEGY_FORMATS: dict[int, tuple[str, int]] = {
 }
 _SUFFIX_HINTS = {".sgy": "segy", ".segy": "segy", ".su": "su", ".npy": "npy"}
 _FORMAT_NAMES = {"segy": "SEG-Y", "su": "SU (Seismic Unix)", "npy": "NumPy .npy"}
+_UINT16 = 0xFFFF
 #: Accepted sample intervals (us), resampled to 1 ms.
 MIN_INTERVAL_US, MAX_INTERVAL_US = 250, 8000
 #: Shortest accepted record (ms after the shot); shorter records up to 1 s are zero-padded.
@@ -398,6 +399,10 @@ def _load_with_segyio(
                 for key, word in _HEADER_FIELDS.items()
             }
             bin_interval = int(f.bin[segyio.BinField.Interval]) if fmt == "segy" else 0
+        # segyio reads the 2-byte interval words as signed; SEG-Y defines them unsigned
+        # (us): 32768-65535 us must not read as negative (and then as "no interval")
+        bin_interval &= _UINT16
+        headers["interval"] &= _UINT16
     except UploadError:
         raise
     except Exception as exc:

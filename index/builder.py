@@ -7,16 +7,21 @@
    each saved atomically in a work folder named by the build request
    (``index/.work-<request>``), so a rerun after an interruption skips finished parts;
 3. the new index is written beside the current one, to ``index/<branch>-<UTC time>-<id>/``:
-   ``vectors.faiss``, ``items.sqlite`` and the branch's per-item arrays (``<name>.npy``);
-4. the manifest's ``indexes[branch.index_name]`` is switched to it in one atomic write
-   (temporary file, then rename): a service reading the bundle sees the old index or
-   the new one, never a mix;
-5. the previous index folder stays (a running service may still read it until it
-   reloads); older folders of the branch are removed. The work folder goes last.
+   ``vectors.faiss``, ``items.sqlite`` and the branch's per-item arrays (``<name>.npy``),
+   marked as being written (:func:`~seislens.index.retention.building`) until the switch;
+4. under the bundle's lock, the manifest's ``indexes[branch.index_name]`` is switched to
+   it in one atomic write (temporary file, then rename), which also records the replaced
+   folder in ``retained``: a service reading the bundle sees the old index or the new
+   one, never a mix;
+5. still under the lock, the bundle is pruned (:func:`~seislens.index.retention.prune`):
+   the last ``keep`` folders of each branch stay, and so does every folder a running
+   service holds (its lease, :mod:`~seislens.index.leases`); folders left by killed
+   builds go. The work folder goes last.
 
 With ``add``, the items are appended to the existing index (its vectors, records and
 arrays are copied, only the new items embedded). Every store and index the job opens
-is closed, on errors too.
+is closed, on errors too. A build killed at any point leaves the bundle loadable: the
+manifest names the old index until the switch, and the new one after it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import shutil
 import time
 import uuid
@@ -45,10 +49,18 @@ from seislens.index.event_items import EventItems
 from seislens.index.items import ItemPart, LibraryItems, Source
 from seislens.index.library import LoadedLibrary
 from seislens.index.metadata import ItemRecord, MetadataStore
+from seislens.index.retention import (
+    DEFAULT_KEEP,
+    building,
+    bundle_lock,
+    check_keep,
+    prune,
+    with_retained,
+)
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
 from seislens.index.velocity_items import VelocityItems
 from seislens.models.branches import Branch
-from seislens.models.manifest import BranchSection, IndexEntry
+from seislens.models.manifest import BranchSection, IndexEntry, Manifest
 from tqdm import tqdm
 
 ITEMS: dict[str, LibraryItems] = {"velocity": VelocityItems(), "events": EventItems()}
@@ -67,6 +79,8 @@ class BuildConfig:
         max_per_folder: cap on items taken from one folder.
         options: the branch's own options (``ITEMS[name].options_type``); None: its
             defaults.
+        keep: index folders of the branch kept after the switch, the new one included
+            (>= 1); folders a running service holds are kept besides.
     """
 
     index: VectorIndexConfig | None = None
@@ -74,6 +88,7 @@ class BuildConfig:
     part_size: int = 1024
     max_per_folder: int | None = None
     options: Any = None
+    keep: int = DEFAULT_KEEP
 
 
 def build(
@@ -102,6 +117,8 @@ def build(
         BundleError: no section for the branch, no index to add to, bad sources.
     """
     bundle, config = Path(bundle), config or BuildConfig()
+    started = time.time()
+    check_keep(config.keep)
     items = ITEMS[branch.name]
     options = _options(items, config.options)
     manifest = read_manifest(bundle)
@@ -125,21 +142,22 @@ def build(
         parts = _embed_parts(items, embedder, found, work, config.part_size, options, progress)
         build_id = _build_id(branch)
         out = bundle / "index" / build_id
-        count, refused = _written(parts, out, items, embedder.embed_dim, cfg, base)
-    entry = IndexEntry(
-        branch=branch.name,
-        encoder=branch.library_encoder,
-        encoder_sha256=encoder_hash(manifest, branch, branch.library_encoder),
-        path=f"index/{build_id}",
-        count=count,
-        config=cfg.model_dump(),
-        built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        sources=items.describe(found, options) + (_extra(old, "sources", []) if base else []),
-        refused=refused + (_extra(old, "refused", 0) if base else 0),
-        **_entry_fields(items, section, options, out),
-    )
-    _switch(bundle, branch, entry)
-    _prune(bundle, branch, keep={entry.path, old.path if old else ""})
+        with building(out):
+            count, refused = _written(parts, out, items, embedder.embed_dim, cfg, base)
+            entry = IndexEntry(
+                branch=branch.name,
+                encoder=branch.library_encoder,
+                encoder_sha256=encoder_hash(manifest, branch, branch.library_encoder),
+                path=f"index/{build_id}",
+                count=count,
+                config=cfg.model_dump(),
+                built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                sources=items.describe(found, options)
+                + (_extra(old, "sources", []) if base else []),
+                refused=refused + (_extra(old, "refused", 0) if base else 0),
+                **_entry_fields(items, section, options, out),
+            )
+            _publish(bundle, branch, entry, config.keep, started)
     shutil.rmtree(work, ignore_errors=True)
     return entry
 
@@ -240,7 +258,8 @@ def _written(
 ) -> tuple[int, int]:
     """The new index folder ``out``, written completely; (items, refused).
 
-    A failure removes the partly written folder (the manifest still names the old one).
+    A failure removes the partly written folder (the manifest still names the old one);
+    a killed build leaves it to the next build's prune.
     """
     try:
         return _assemble(items, parts, out, dim, cfg, base)
@@ -258,8 +277,7 @@ def _assemble(
     base: LoadedLibrary | None,
 ) -> tuple[int, int]:
     """Write vectors.faiss, items.sqlite and the per-item arrays into ``out``;
-    (items, refused)."""
-    out.mkdir(parents=True)
+    (items, refused). ``out`` exists (created by :func:`building`) and is empty."""
     n_old = len(base) if base else 0
     sizes = [len(np.load(p)["family"]) for p in parts]
     n = n_old + sum(sizes)
@@ -315,19 +333,27 @@ def _add_part(
     )
 
 
-def _switch(bundle: Path, branch: Branch, entry: IndexEntry) -> None:
-    """Name ``entry`` as the branch's index in the manifest, in one atomic write. The
-    manifest is re-read first so a change made meanwhile (another branch) is kept."""
+def _publish(bundle: Path, branch: Branch, entry: IndexEntry, keep: int, started: float) -> None:
+    """Switch the manifest to ``entry`` and prune the bundle, under the bundle's lock
+    (``started``: when this build began, Unix time in s)."""
+    with bundle_lock(bundle):
+        prune(bundle, _switch(bundle, branch, entry, keep), started)
+
+
+def _switch(bundle: Path, branch: Branch, entry: IndexEntry, keep: int) -> Manifest:
+    """Name ``entry`` as the branch's index in the manifest, in one atomic write that
+    also retains the replaced folder (the last ``keep`` in all); the manifest written.
+    The manifest is re-read first (under the bundle lock) so a change made meanwhile
+    (another branch) is kept."""
     manifest = read_manifest(bundle)
+    previous = manifest.indexes.get(branch.index_name)
     indexes = {**manifest.indexes, branch.index_name: entry}
-    write_manifest(bundle, manifest.model_copy(update={"indexes": indexes}))
-
-
-def _prune(bundle: Path, branch: Branch, keep: set[str]) -> None:
-    """Remove the branch's index folders other than ``keep`` (the one the manifest now
-    names and the previous one, which a running service may still hold open: SQLite
-    opens a connection per thread lazily, until the service reloads)."""
-    pattern = re.compile(rf"{re.escape(branch.index_name)}-\d{{8}}T\d{{6}}-[0-9a-f]+")
-    for folder in (bundle / "index").iterdir():
-        if pattern.fullmatch(folder.name) and f"index/{folder.name}" not in keep:
-            shutil.rmtree(folder, ignore_errors=True)
+    switched = with_retained(
+        manifest.model_copy(update={"indexes": indexes}),
+        f"index/{branch.index_name}",
+        [previous.path] if previous else [],
+        [entry.path],
+        keep,
+    )
+    write_manifest(bundle, switched)
+    return switched

@@ -7,6 +7,7 @@ Layout::
                                 preprocessing, training, metrics), the indexes
     encoders/*.onnx             the exported encoders
     index/<branch>-<build id>/  one folder per library index build (seislens.index.builder)
+    leases/<owner>.json         what running services hold (seislens.index.leases)
 
 The manifest ties every index to the SHA-256 of the encoder that embedded it; loading
 a bundle whose encoder and index do not belong together is refused.
@@ -22,6 +23,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from seislens.index.retention import (
+    DEFAULT_KEEP,
+    bundle_lock,
+    check_keep,
+    prune,
+    with_retained,
+)
 from seislens.models.branches import BRANCHES, Branch
 from seislens.models.embedders import sha256_file
 from seislens.models.manifest import (
@@ -62,10 +70,13 @@ def read_manifest(root: Path) -> Manifest:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temporary file, then rename)."""
+    """Write the manifest atomically (temporary file flushed to disk, then rename)."""
     path = Path(root) / MANIFEST_FILE
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(manifest.to_json())
+    with open(tmp, "w") as fh:
+        fh.write(manifest.to_json())
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -154,20 +165,24 @@ def write_branch(
     section: BranchSection,
     staged_files: Mapping[str, Path],
     name: str | None = None,
+    keep: int = DEFAULT_KEEP,
 ) -> Manifest:
     """Put one branch's exported encoders into the bundle at ``root``; others untouched.
 
-    The one way SeisLens writes a branch into a bundle:
+    The one way SeisLens writes a branch into a bundle, under the bundle's lock
+    (:func:`~seislens.index.retention.bundle_lock`):
 
     1. the staged files are checked against the section's hashes and copied in under
        the section's file names (content-addressed, ``Branch.encoder_file``), beside
        the files the current manifest names;
     2. the manifest is written with only ``branch``'s section replaced, in one atomic
-       rename: the switch. Other branches' sections and every index entry are kept;
+       rename: the switch. It also retains the replaced files (``retained``, group
+       ``encoders/<branch>``). Other branches' sections and every index entry are kept;
        ``branch``'s index stays listed and is refused as stale (its encoder hash no
        longer matches) until it is rebuilt (``seislens index build``);
-    3. encoder files that neither the new nor the previous manifest names are removed
-       (the previous ones stay for a service still serving them, until the next write).
+    3. the bundle is pruned (:func:`~seislens.index.retention.prune`): the files of the
+       last ``keep`` versions of each branch stay, and so does every file a running
+       service holds (its lease); files no manifest names any more go.
 
     A failure before the switch leaves the old manifest and removes the files copied in.
 
@@ -177,6 +192,7 @@ def write_branch(
         section: its new section (``branch.section``, one entry per ``branch.encoders``).
         staged_files: encoder name → the exported file to copy in.
         name: the bundle's name when it is created (default: the folder's name).
+        keep: versions of the branch's encoder files kept, the new one included (>= 1).
 
     Returns:
         The manifest written.
@@ -187,21 +203,30 @@ def write_branch(
             required branch (the service refuses such a bundle: export that branch
             first, e.g. velocity before events).
     """
-    root = Path(root)
+    root, started = Path(root), time.time()
+    check_keep(keep)
     _check_staged(branch, section, staged_files)
-    previous = read_manifest(root) if (root / MANIFEST_FILE).exists() else None
-    base = previous or _new_manifest(root, branch, name)
-    manifest = base.with_section(branch.name, section)
-    root.mkdir(parents=True, exist_ok=True)
-    copied = _copy_in(root, section, staged_files)
-    try:
-        write_manifest(root, manifest)
-    except BaseException:
-        for path in copied:
-            path.unlink(missing_ok=True)
-        raise
-    keep = _encoder_files(manifest) | (_encoder_files(previous) if previous else set())
-    _prune_encoders(root, keep)
+    if not (root / MANIFEST_FILE).exists():
+        _new_manifest(root, branch, name)  # refuses before anything is created
+    with bundle_lock(root):
+        previous = read_manifest(root) if (root / MANIFEST_FILE).exists() else None
+        base = previous or _new_manifest(root, branch, name)
+        old = base.section(branch.name)
+        manifest = with_retained(
+            base.with_section(branch.name, section),
+            f"encoders/{branch.name}",
+            [e.file for e in old.encoders.values()] if old else [],
+            [e.file for e in section.encoders.values()],
+            keep,
+        )
+        copied = _copy_in(root, section, staged_files)
+        try:
+            write_manifest(root, manifest)
+        except BaseException:
+            for path in copied:
+                path.unlink(missing_ok=True)
+            raise
+        prune(root, manifest, started)
     return manifest
 
 
@@ -261,20 +286,3 @@ def _copy_in(root: Path, section: BranchSection, staged_files: Mapping[str, Path
             path.unlink(missing_ok=True)
         raise
     return copied
-
-
-def _encoder_files(manifest: Manifest) -> set[str]:
-    """Bundle-relative encoder files named by any section of ``manifest``."""
-    return {
-        entry.file
-        for b in BRANCHES
-        if (section := manifest.section(b)) is not None
-        for entry in section.encoders.values()
-    }
-
-
-def _prune_encoders(root: Path, keep: set[str]) -> None:
-    """Remove ``encoders/*.onnx`` files not in ``keep`` (bundle-relative paths)."""
-    for path in (root / "encoders").glob("*.onnx"):
-        if f"encoders/{path.name}" not in keep:
-            path.unlink(missing_ok=True)

@@ -15,7 +15,10 @@ Event branch (SeisCLIP conventions):
   ``SAMPLING_RATE_HZ`` = 100 Hz (``WINDOW_SAMPLES`` = 6000);
 * its spectrum is ``SPECTRUM_SHAPE`` = (components, frequency rows, frames) = (3, 50, 120);
 * ``INFO_FIELDS`` are the eight phase/source fields, ``EVENT_CLASSES`` the labels in
-  label-index order, ``EVENT_TARGETS`` the regression outputs with ``EVENT_TARGET_UNITS``.
+  label-index order, ``EVENT_TARGETS`` the regression outputs with ``EVENT_TARGET_UNITS``;
+* the branch covers local and regional events: ``EVENT_DISTANCE_RANGE_KM``,
+  ``EVENT_DEPTH_RANGE_KM`` and ``EVENT_MAGNITUDE_RANGE`` (the generator's ranges, and the
+  scale of the info encoder's distance and P-time inputs).
 
 ONNX: every encoder is exported at ``ONNX_OPSET``.
 """
@@ -56,9 +59,34 @@ INFO_FIELDS: tuple[str, ...] = (
 )
 """SeisCLIP's eight phase/source fields, in the order of the info encoder's input."""
 
-INFO_SCALES: tuple[float, ...] = (6000.0, 6000.0, 1.0, 1.0, 60.0, 300.0, 360.0, 6000.0)
-"""SeisCLIP's divisors bringing each info field to about [0, 1] (samples at 100 Hz in a
-60 s window, seconds / 60, km / 300, degrees / 360)."""
+EVENT_DISTANCE_RANGE_KM: tuple[float, float] = (0.0, 1000.0)
+"""Epicentral distances (km) the event branch is built for: local and regional events
+(the synthetic generator's default range and the distance head's domain)."""
+
+EVENT_DEPTH_RANGE_KM: tuple[float, float] = (0.0, 200.0)
+"""Source depths (km) the event branch is built for: crustal to intermediate-depth."""
+
+EVENT_MAGNITUDE_RANGE: tuple[float, float] = (-1.0, 7.0)
+"""Magnitudes the event branch is built for (Mw-like units)."""
+
+INFO_P_TRAVEL_SCALE_S = 150.0
+"""Divisor of the P travel time: the P time at the farthest distance (about 130 s at
+1,000 km) is about 1."""
+
+INFO_SCALES: tuple[float, ...] = (
+    6000.0,
+    6000.0,
+    1.0,
+    1.0,
+    INFO_P_TRAVEL_SCALE_S,
+    EVENT_DISTANCE_RANGE_KM[1],
+    360.0,
+    6000.0,
+)
+"""Divisors bringing each info field to about [0, 1]: SeisCLIP's for the sample fields
+(samples at 100 Hz in a 60 s window) and the back-azimuth (degrees / 360); the P travel
+time and the distance over the event branch's regional range (SeisCLIP's 60 s and 300 km
+covered local events only). A bundle keeps the scales it was trained with."""
 
 EVENT_TARGETS: tuple[str, ...] = ("distance", "depth", "magnitude")
 """Regression targets, in the order of the regressor's outputs."""

@@ -33,6 +33,13 @@ From an ObsPy ``Stream`` (:func:`stream_to_windows`), per station:
    ignored); else ``"start"``: the first 60 s. The window is shifted, never shrunk, to
    stay inside the data (the P offset then differs and is reported).
 
+   A record below 100 Hz that would be longer than 1 h at 100 Hz
+   (:data:`RESAMPLE_WHOLE_MAX_SAMPLES`) is windowed *before* it is resampled: filtered at
+   its own rate, the pick (given, or STA/LTA at its own rate) places the window, and
+   only the window plus :data:`RESAMPLE_MARGIN_S` each side is resampled to 100 Hz —
+   its cost is its own samples, not 100 Hz worth of them. Shorter records (every
+   training trace) take the path above.
+
 Then :func:`waveform_to_spectrum`: per-component z-normalisation (a constant component
 becomes zeros) and SeisCLIP's STFT — 100-sample periodic Hann window, hop 50 (50 %
 overlap), nfft 100, zero-padded by half a window at both ends (SciPy's ``boundary='zeros'``),
@@ -44,6 +51,7 @@ frequency rows 1–50 Hz, frames centred at 0.5, 1.0, ..., 60.0 s.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,6 +74,15 @@ _ALIASES = {"Z": ("Z",), "N": ("N", "1"), "E": ("E", "2")}
 _HANN = sps.get_window("hann", STFT_WINDOW)  # periodic, as SciPy's stft uses
 
 Rule = Literal["p_arrival", "sta_lta", "start"]
+
+RESAMPLE_WHOLE_MAX_SAMPLES = 360_000
+"""Records below 100 Hz up to this long at 100 Hz (1 h) are resampled whole before the
+window is chosen, as in training; longer ones are windowed first, at their own rate, and
+only the window is resampled (so a long low-rate record costs its own samples, not 100 Hz
+worth of them)."""
+RESAMPLE_MARGIN_S = 10.0
+"""Seconds resampled on each side of a window cut before resampling (the Fourier
+resampler's edge effects stay in them)."""
 
 
 class EventInputError(ValueError):
@@ -184,6 +201,24 @@ def condition_waveform(
     Returns:
         (C, M) float64 at 100 Hz, M = round(N · 100 / sampling_rate).
     """
+    return resample_to_contract(filter_waveform(data, sampling_rate, config), sampling_rate)
+
+
+def filter_waveform(
+    data: np.ndarray, sampling_rate: float, config: EventPreprocessConfig | None = None
+) -> np.ndarray:
+    """The first half of :func:`condition_waveform`, at the input rate: linear detrend,
+    Hann taper, Butterworth band-pass.
+
+    Args:
+        data: (C, N) samples at ``sampling_rate`` Hz.
+        sampling_rate: input rate (Hz).
+        config: filter settings (defaults when None).
+    Returns:
+        (C, N) float64 at ``sampling_rate``.
+    Raises:
+        EventInputError: the rate is too low for the band-pass.
+    """
     config = config or EventPreprocessConfig()
     x = sps.detrend(np.asarray(data, dtype=np.float64), axis=-1, type="linear")
     x = x * _taper(x.shape[-1], config.taper_fraction)
@@ -201,11 +236,29 @@ def condition_waveform(
         fs=sampling_rate,
         output="sos",
     )
-    x = sps.sosfiltfilt(sos, x, axis=-1) if config.zerophase else sps.sosfilt(sos, x, axis=-1)
+    return sps.sosfiltfilt(sos, x, axis=-1) if config.zerophase else sps.sosfilt(sos, x, axis=-1)
+
+
+def resample_to_contract(x: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """(C, N) at ``sampling_rate`` → (C, round(N · 100 / sampling_rate)) at 100 Hz, in the
+    Fourier domain (unchanged when already at 100 Hz)."""
     if abs(sampling_rate - SAMPLING_RATE_HZ) > 1e-9 * SAMPLING_RATE_HZ:
         n_out = round(x.shape[-1] * SAMPLING_RATE_HZ / sampling_rate)
         x = sps.resample(x, n_out, axis=-1)
     return x
+
+
+def resampled_samples(samples: int, sampling_rate: float) -> int:
+    """Samples of a record at 100 Hz, or its own count when it was recorded faster (what
+    the preprocessing holds of it): the measure of the upload budgets.
+
+    Args:
+        samples: samples as recorded.
+        sampling_rate: their rate (Hz); 0 (no rate, e.g. a log channel) counts as is.
+    """
+    if sampling_rate <= 0:
+        return samples
+    return max(samples, math.ceil(samples * SAMPLING_RATE_HZ / sampling_rate))
 
 
 def _taper(n: int, fraction: float) -> np.ndarray:
@@ -219,16 +272,26 @@ def _taper(n: int, fraction: float) -> np.ndarray:
     return ramp
 
 
-def sta_lta_onset(z: np.ndarray, config: EventPreprocessConfig | None = None) -> int | None:
-    """First classic STA/LTA trigger on a conditioned 100 Hz vertical, in samples, or None.
+def sta_lta_onset(
+    z: np.ndarray,
+    config: EventPreprocessConfig | None = None,
+    sampling_rate: float = SAMPLING_RATE_HZ,
+) -> int | None:
+    """First classic STA/LTA trigger on a conditioned vertical, in its samples, or None.
 
     Triggers before the end of the LTA warm-up or of the start taper are ignored.
+
+    Args:
+        z: (M,) the conditioned vertical.
+        config: trigger settings (STA and LTA lengths in seconds).
+        sampling_rate: the rate of ``z`` (Hz): 100 Hz after resampling, or the input
+            rate when a long low-rate record is windowed before it is resampled.
     """
     from obspy.signal.trigger import classic_sta_lta, trigger_onset
 
     config = config or EventPreprocessConfig()
-    nsta = round(config.sta_s * SAMPLING_RATE_HZ)
-    nlta = round(config.lta_s * SAMPLING_RATE_HZ)
+    nsta = max(1, round(config.sta_s * sampling_rate))
+    nlta = max(nsta + 1, round(config.lta_s * sampling_rate))
     if z.size <= nlta:
         return None
     ratio = classic_sta_lta(np.ascontiguousarray(z, dtype=np.float64), nsta, nlta)
@@ -256,9 +319,17 @@ def choose_window(
     if p_sample is None:
         p_sample = sta_lta_onset(z, config)
         rule = "sta_lta"
+    return _place_window(p_sample, rule, z.size, config)
+
+
+def _place_window(
+    p_sample: float | None, rule: Rule, samples: int, config: EventPreprocessConfig
+) -> tuple[int, Rule, int | None]:
+    """:func:`choose_window` once the P sample (100 Hz) is known or not, in a record of
+    ``samples`` samples at 100 Hz."""
     if p_sample is None:
         return 0, "start", None
-    latest = max(0, z.size - WINDOW_SAMPLES)
+    latest = max(0, samples - WINDOW_SAMPLES)
     start = int(np.clip(round(p_sample - config.p_offset_s * SAMPLING_RATE_HZ), 0, latest))
     return start, rule, round(p_sample) - start
 
@@ -516,7 +587,11 @@ def _check_values(data: np.ndarray, traces: dict[str, Trace]) -> None:
 
 
 def _station_window(
-    key: str, traces: list[Trace], config: EventPreprocessConfig, p_arrival: UTCDateTime | None
+    key: str,
+    traces: list[Trace],
+    config: EventPreprocessConfig,
+    p_arrival: UTCDateTime | None,
+    whole_max_samples: int = RESAMPLE_WHOLE_MAX_SAMPLES,
 ) -> EventWindow:
     picked = _pick_components(key, traces)
     merged = {c: _merge_channel(picked[c], config.max_gap_s) for c in COMPONENTS}
@@ -541,11 +616,16 @@ def _station_window(
                 reason="p_arrival_outside",
             )
         p100 = (p_arrival - start) * SAMPLING_RATE_HZ
-    conditioned = condition_waveform(data, rate, config)
-    begin, rule, p_in = choose_window(conditioned[0], p100, config)
-    window = cut_window(conditioned, begin)
-    padded = max(0, WINDOW_SAMPLES - (conditioned.shape[1] - begin)) / SAMPLING_RATE_HZ
-    t0 = start + begin / SAMPLING_RATE_HZ
+    if resample_whole(data.shape[1], rate, whole_max_samples):
+        conditioned = condition_waveform(data, rate, config)
+        begin, rule, p_in = choose_window(conditioned[0], p100, config)
+        window = cut_window(conditioned, begin)
+        padded = max(0, WINDOW_SAMPLES - (conditioned.shape[1] - begin)) / SAMPLING_RATE_HZ
+        begin_s = begin / SAMPLING_RATE_HZ
+    else:
+        window, begin_s, rule, p_in = _window_then_resample(data, rate, p100, config)
+        padded = 0.0
+    t0 = start + begin_s
     channels = tuple(merged[c].id for c in COMPONENTS)
     return EventWindow(
         station=key,
@@ -558,3 +638,54 @@ def _station_window(
         input_sampling_rate_hz=rate,
         waveform=window,
     )
+
+
+def resample_whole(
+    samples: int, sampling_rate: float, whole_max_samples: int = RESAMPLE_WHOLE_MAX_SAMPLES
+) -> bool:
+    """Whether a record is resampled whole before its window is chosen (the training
+    path): at 100 Hz or faster, or at most ``whole_max_samples`` long at 100 Hz. A longer
+    low-rate record is windowed first (:func:`_window_then_resample`)."""
+    if sampling_rate >= SAMPLING_RATE_HZ * (1 - 1e-9):
+        return True
+    return samples * SAMPLING_RATE_HZ / sampling_rate <= whole_max_samples
+
+
+def _window_then_resample(
+    data: np.ndarray, rate: float, p100: float | None, config: EventPreprocessConfig
+) -> tuple[np.ndarray, float, Rule, int | None]:
+    """A long low-rate record's window, chosen at its own rate and resampled alone.
+
+    The record is filtered whole at its rate (:func:`filter_waveform`); the P pick is
+    the given one or the STA/LTA trigger at that rate; the window is placed as
+    :func:`choose_window` places it; only the window and :data:`RESAMPLE_MARGIN_S` on
+    each side are resampled to 100 Hz, and the window is cut on that grid.
+
+    Args:
+        data: (3, N) Z, N, E at ``rate`` Hz (below 100 Hz).
+        rate: their rate (Hz).
+        p100: the P pick in 100 Hz samples from the record's start, or None.
+        config: preprocessing settings.
+    Returns:
+        (3, 6000) float32 window, its start (s after the record's start), the rule,
+        the P position in the window (100 Hz samples) or None.
+    """
+    filtered = filter_waveform(data, rate, config)
+    n = filtered.shape[1]
+    rule: Rule = "p_arrival"
+    if p100 is None:
+        onset = sta_lta_onset(filtered[0], config, sampling_rate=rate)
+        p100 = None if onset is None else onset * SAMPLING_RATE_HZ / rate
+        rule = "sta_lta"
+    start100, rule, _ = _place_window(p100, rule, round(n * SAMPLING_RATE_HZ / rate), config)
+    first = max(0, math.floor((start100 / SAMPLING_RATE_HZ - RESAMPLE_MARGIN_S) * rate))
+    last = min(
+        n,
+        math.ceil(((start100 + WINDOW_SAMPLES) / SAMPLING_RATE_HZ + RESAMPLE_MARGIN_S) * rate) + 1,
+    )
+    span = resample_to_contract(filtered[:, first:last], rate)
+    offset = round(start100 - first * SAMPLING_RATE_HZ / rate)
+    offset = int(np.clip(offset, 0, max(0, span.shape[1] - WINDOW_SAMPLES)))
+    begin_s = first / rate + offset / SAMPLING_RATE_HZ
+    p_in = None if p100 is None else round(p100 - begin_s * SAMPLING_RATE_HZ)
+    return cut_window(span, offset), begin_s, rule, p_in

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from seislens.index.retention import DEFAULT_KEEP
 from seislens.models.branches import BRANCH_NAMES, get_branch
 
 BranchName = Enum("BranchName", {name: name for name in BRANCH_NAMES}, type=str)
@@ -35,6 +36,8 @@ calibrate_app = typer.Typer(
 app.add_typer(calibrate_app, name="calibrate")
 bundle_app = typer.Typer(help="Build whole bundles.", no_args_is_help=True)
 app.add_typer(bundle_app, name="bundle")
+events_app = typer.Typer(help="Scan recordings with a bundle's event branch.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,14 +116,27 @@ def data_events(
     count: Annotated[int, typer.Option(help="number of traces")],
     out: Annotated[Path, typer.Option(help="output folder (SeisBench format)")],
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML of generator settings (EventSynthConfig fields; ranges etc.)"),
+    ] = None,
 ) -> None:
     """Generate a synthetic SeisBench-format event dataset (metadata.csv + waveforms.hdf5)."""
+    import tomllib
+
+    from pydantic import ValidationError
+
     from seislens.data.event_synth import EventSynthConfig, generate_events
 
     if count <= 0:
         raise UsageError(f"--count must be positive; got {count}")
     try:
-        generate_events(out, EventSynthConfig(count=count, seed=seed))
+        fields = tomllib.loads(config.read_text()) if config is not None else {}
+        settings = EventSynthConfig(**{**fields, "count": count, "seed": seed})
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise UsageError(f"--config {config}: {exc}") from None
+    try:
+        generate_events(out, settings)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     typer.echo(f"wrote {count} traces to {out}")
@@ -223,12 +239,22 @@ def index_build_cmd(
     add: Annotated[bool, typer.Option(help="append to the existing index")] = False,
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq")] = "flat",
     max_per_folder: Annotated[int | None, typer.Option(help="cap items per folder")] = None,
+    keep: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="index folders of the branch kept, the new one included; folders a "
+            "running service holds (its lease) are kept besides",
+        ),
+    ] = DEFAULT_KEEP,
 ) -> None:
     """Embed a library into the bundle's index; the new index is swapped in atomically."""
     from seislens.index.builder import BuildConfig, build
     from seislens.index.vector_index import VectorIndexConfig
 
-    cfg = BuildConfig(index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder)
+    cfg = BuildConfig(
+        index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder, keep=keep
+    )
     entry = build(bundle, get_branch(branch.value), library, cfg)
     typer.echo(f"{bundle}: {branch.value} index {entry.path} with {entry.count} items")
 
@@ -350,6 +376,40 @@ def eval_events_cmd(
 
     result = evaluate("events", bundle, data, split=None if split == "all" else split)
     typer.echo(json.dumps(result) if json_out else json.dumps(result, indent=2))
+
+
+@events_app.command("scan")
+@user_errors
+def events_scan_cmd(
+    files: Annotated[list[Path], typer.Argument(help="miniSEED recordings (hours, days)")],
+    bundle: Annotated[Path, typer.Option(help="the bundle folder")] = Path("artifacts/default"),
+    stride: Annotated[float, typer.Option(help="window step (s)")] = 10.0,
+    threshold: Annotated[
+        float, typer.Option(help="event probability (1 - P(noise)) a window must pass")
+    ] = 0.5,
+    peak_threshold: Annotated[
+        float, typer.Option(help="event probability a detection's best window must reach")
+    ] = 0.95,
+    out: Annotated[Path, typer.Option(help="output folder (one sub-folder per file)")] = Path(
+        "scans"
+    ),
+    stationxml: Annotated[
+        Path | None, typer.Option(help="StationXML of the stations: locate the events")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads")] = 1,
+) -> None:
+    """Scan long recordings: sliding 60 s windows, detections, events; writes
+    result.json, detections.csv, events.quakeml and probabilities.mseed per file."""
+    from seislens.service.scan_cli import scan_files
+
+    if not (bundle / "manifest.json").exists():
+        raise UsageError(f"{bundle} is not a bundle (no manifest.json)")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    lines = scan_files(files, bundle, stride, threshold, out, stationxml, threads, peak_threshold)
+    for line in lines:
+        typer.echo(line)
 
 
 def main() -> None:  # pragma: no cover - console entry

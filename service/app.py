@@ -3,7 +3,10 @@
     uvicorn --factory seislens.service.app:create_app     # settings from SEISLENS_* env
 
 The bundle is loaded in the ``lifespan`` before the first request is accepted; a
-bundle that cannot be served stops the start-up with its message.
+bundle that cannot be served stops the start-up with its message. The lifespan also
+runs the lease keeper (``SEISLENS_LEASE_TTL_S``): the files the service holds are
+announced in the bundle's ``leases/`` folder while it runs, and the announcement is
+removed at shutdown.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from seislens.index.bundle import BundleError
+from seislens.index.leases import LeaseKeeper
 from seislens.models.branches import BRANCHES
+from seislens.service import routes_scans
 from seislens.service.api import api_router
 from seislens.service.error_docs import documented_openapi
 from seislens.service.errors import install_exception_handlers
 from seislens.service.estimation import EstimateStore
+from seislens.service.event_search import start_parse_workers
 from seislens.service.metrics import MetricsMiddleware, ServiceMetrics
+from seislens.service.scan_jobs import ScanJobs
+from seislens.service.scan_uploads import RouteBodyLimits
 from seislens.service.settings import Settings
 from seislens.service.state import BundleHolder, LoadedBundle, load_bundle
-from seislens.service.uploads import BodyLimitMiddleware
 from seislens.service.watch import watch_bundle
 from starlette.concurrency import run_in_threadpool
 
@@ -84,22 +91,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    holder = BundleHolder()
+    leases = LeaseKeeper(settings.lease_ttl_s) if settings.lease_ttl_s > 0 else None
+    holder = BundleHolder(leases)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bundle = await run_in_threadpool(_load_at_startup, settings)
-        holder.replace(bundle)
-        metrics.bundle_loaded(bundle.library_sizes())
-        watcher = None
-        if settings.watch_interval_s > 0:
-            watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))
-        yield
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        holder.close()
+        if leases is not None:
+            leases.start()
+        try:
+            bundle = await run_in_threadpool(_load_at_startup, settings, leases)
+            holder.replace(bundle)
+            metrics.bundle_loaded(bundle.library_sizes())
+            watcher = None
+            if settings.watch_interval_s > 0:
+                watcher = asyncio.create_task(watch_bundle(holder, settings, metrics))
+            yield
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            holder.close()
+        finally:
+            if leases is not None:
+                leases.close()
 
     app = FastAPI(
         title="SeisLens",
@@ -113,26 +127,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.estimates = EstimateStore(settings.estimate_cache_size)
+    app.state.scans = ScanJobs(settings)
     install_exception_handlers(app)
     app.openapi = functools.partial(documented_openapi, app)  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
+    app.add_middleware(  # the service's body limits, the scan route's own (scan_uploads)
+        RouteBodyLimits,
+        max_file_bytes=settings.max_upload_bytes,
+        timeout_s=settings.upload_timeout_s,
+        max_scan_bytes=settings.max_scan_upload_bytes,
+        max_stationxml_bytes=settings.max_stationxml_bytes,
+        scan_timeout_s=settings.scan_upload_timeout_s,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
     app.include_router(api_router)
+    app.include_router(routes_scans.router)
     return app
 
 
-def _load_at_startup(settings: Settings) -> LoadedBundle:
+def _load_at_startup(settings: Settings, leases: LeaseKeeper | None) -> LoadedBundle:
     """Load the configured bundle; a bundle that cannot be served stops the start-up."""
     try:
-        bundle = load_bundle(settings.bundle, settings)
+        bundle = load_bundle(settings.bundle, settings, leases)
     except BundleError as exc:
         log.error("cannot start: bundle %s cannot be served: %s", settings.bundle, exc)
         raise
     log.info("serving bundle %s from %s", bundle.name, bundle.path)
+    if "events" in bundle.branches:
+        start_parse_workers(settings)  # miniSEED uploads are read in worker processes
     for name, branch in BRANCHES.items():
         loaded = bundle.branches.get(name)
         if loaded is None:

@@ -72,9 +72,26 @@ async def require_admin(
         raise AdminDisabledError()
     if credentials is None or not credentials.credentials:
         raise MissingTokenError()
-    expected = settings.admin_token.get_secret_value().encode()
-    if not secrets.compare_digest(credentials.credentials.encode(), expected):
+    if not _token_matches(settings, credentials.credentials):
         raise WrongTokenError()
 
 
+def _token_matches(settings: Settings, token: str) -> bool:
+    """Whether ``token`` is the configured admin token (compared in constant time)."""
+    if settings.admin_token is None:
+        return False
+    expected = settings.admin_token.get_secret_value().encode()
+    return secrets.compare_digest(token.encode(), expected)
+
+
+async def sent_admin_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """Whether the request carries the admin token (never an error: a public route
+    shows more to an admin, e.g. the bundle's paths)."""
+    return credentials is not None and _token_matches(settings, credentials.credentials)
+
+
 AdminDep = Depends(require_admin)
+AdminViewDep = Annotated[bool, Depends(sent_admin_token)]

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from obspy import UTCDateTime
 from seislens.models.branches import EVENTS, VELOCITY, Branch
 from seislens.models.event_preprocess import EventWindow
 from seislens.service.errors import NotFoundError
-from seislens.service.event_search import RecordingUpload, select_windows
+from seislens.service.event_search import RecordingWindows
 
 if TYPE_CHECKING:
     from seislens.service.state import LoadedBundle
@@ -113,16 +112,9 @@ class RecordingEmbeddings:
     skipped: list[tuple[str, str]]
 
 
-def embed_recording(
-    bundle: LoadedBundle,
-    upload: RecordingUpload,
-    station: str | None,
-    p_arrival: UTCDateTime | None,
-    max_stations: int,
-) -> RecordingEmbeddings:
-    """The windows of the event path (:func:`select_windows`, same refusals) and their
-    spectrum-encoder embeddings."""
+def embed_recording(bundle: LoadedBundle, recording: RecordingWindows) -> RecordingEmbeddings:
+    """The spectrum-encoder embeddings of the windows of the event path
+    (:func:`~seislens.service.event_search.read_recording`, same refusals)."""
     embedder = bundle.branches[EVENTS.name].embedder
-    windows, skipped = select_windows(upload, embedder.pre, station, p_arrival, max_stations)
-    vectors = embedder.embed_spectra(embedder.spectra(windows))
-    return RecordingEmbeddings(windows, vectors, skipped)
+    vectors = embedder.embed_spectra(embedder.spectra(recording.windows))
+    return RecordingEmbeddings(recording.windows, vectors, list(recording.skipped))

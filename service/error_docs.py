@@ -31,12 +31,15 @@ from seislens.data.gather_files import read_gather, write_segy
 from seislens.data.velocity_model_files import read_velocity_model
 from seislens.models.contract import VELOCITY_MODEL_SHAPE
 from seislens.models.event_preprocess import EventPreprocessConfig
+from seislens.service import recording_examples as ex
 from seislens.service.errors import ApiError, as_api_error
 from seislens.service.event_search import parse_p_arrival, read_miniseed, select_windows
 from seislens.service.schemas import ErrorResponse, ValidationErrorResponse
 from seislens.service.settings import MAX_K, Settings
 from seislens.service.state import BundleNotLoadedError
-from seislens.service.uploads import UploadTooLargeError
+from seislens.service.uploads import UploadTimeoutError, UploadTooLargeError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 
 # --------------------------------------------------------------------------- OpenAPI
 
@@ -78,9 +81,11 @@ class ErrorDoc:
 
 
 _DESCRIPTIONS = {
+    400: "Malformed request body (multipart or JSON that cannot be parsed)",
     401: "Missing bearer token",
     403: "Wrong bearer token",
     404: "Not found",
+    408: "The request body did not arrive in time (SEISLENS_UPLOAD_TIMEOUT_S)",
     409: "Conflict: the request cannot be carried out in the current state",
     413: "Upload too large (refused while it streams in)",
     415: "Unsupported media type",
@@ -114,13 +119,58 @@ def error_responses(*docs: ErrorDoc) -> dict[int | str, dict[str, Any]]:
 
 
 def documented_openapi(app: FastAPI) -> dict[str, Any]:
-    """The app's OpenAPI document, every :class:`ErrorDoc` produced first."""
+    """The app's OpenAPI document, every :class:`ErrorDoc` produced first, with the
+    answers every body-taking operation can give (:func:`document_bodies`)."""
     while _UNPRODUCED:
         examples = _UNPRODUCED.pop()
         for name, doc in examples.items():
             if isinstance(doc, ErrorDoc):
                 examples[name] = doc.example
-    return FastAPI.openapi(app)
+    return document_bodies(FastAPI.openapi(app))
+
+
+def document_bodies(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (changed in place) with, for every operation that takes a request body,
+    the errors the framework answers before the route runs — 400 for a multipart or
+    JSON body that cannot be parsed, 408 for a body too slow to arrive, 413 for one too
+    large — and ``minLength: 1`` on every file (binary) field: an empty file is refused."""
+    for path_item in doc.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                _document_body_errors(operation)
+    for schema in doc.get("components", {}).get("schemas", {}).values():
+        for prop in schema.get("properties", {}).values():
+            for alt in [prop, *prop.get("anyOf", [])]:  # a file, or an optional file
+                if alt.get("format") == "binary" or "contentMediaType" in alt:
+                    alt.setdefault("minLength", 1)
+    return doc
+
+
+def _document_body_errors(operation: dict[str, Any]) -> None:
+    content = operation["requestBody"].get("content", {})
+    docs = [UPLOAD_TIMEOUT, TOO_LARGE]
+    if any(t.startswith("multipart/") for t in content):
+        docs.append(MALFORMED_MULTIPART)
+    if "application/json" in content:
+        docs.append(MALFORMED_JSON)
+    responses = operation.setdefault("responses", {})
+    for doc in docs:
+        entry = responses.get(str(doc.status))
+        if entry is None:
+            entry = responses[str(doc.status)] = {
+                "description": _DESCRIPTIONS[doc.status],
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        "examples": {},
+                    }
+                },
+            }
+        examples = entry["content"]["application/json"].setdefault("examples", {})
+        if not any(
+            e.get("value", {}).get("reason") == doc.error().reason for e in examples.values()
+        ):
+            examples[doc.name] = doc.example
 
 
 # --------------------------------------------------------------------------- helpers
@@ -327,6 +377,18 @@ RECORDING_UPLOADS: dict[str, BadUpload] = {
         "p_arrival outside the data", _recording, p_arrival="2020-01-02T00:00:00Z"
     ),
     "dead_channel": _event("All-zero channel", lambda: _recording(dead="N")),
+    "bad_record": BadUpload(
+        "A record declaring more samples than it holds", "event.mseed", ex.overfull_record
+    ),
+    "too_many_stations": BadUpload(
+        "More stations than a file may hold", "event.mseed", ex.too_many_stations
+    ),
+    "too_many_traces": BadUpload(
+        "More traces than a file may hold", "event.mseed", ex.too_many_traces
+    ),
+    "too_many_samples": BadUpload(
+        "A channel longer than the budget (at 100 Hz)", "event.mseed", ex.too_many_samples
+    ),
 }
 """Bad miniSEED recordings by the reason the event routes refuse them with."""
 
@@ -352,6 +414,46 @@ TOO_LARGE = ErrorDoc(
     "too_large",
     "Over the size limit",
     lambda: UploadTooLargeError(50 * 2**20, announced=70 * 2**20),
+)
+UPLOAD_TIMEOUT = ErrorDoc(
+    408,
+    "upload_timeout",
+    "Body not received in time",
+    lambda: UploadTimeoutError(Settings.model_fields["upload_timeout_s"].default),
+)
+
+
+def malformed_multipart() -> Exception:
+    """What the framework's form parser answers for a multipart body without a
+    boundary, by running it (Starlette's ``Request.form``) on such a body."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data")],
+        "app": None,
+    }
+    try:
+        next(Request(scope, receive).form().__await__())  # fails before it awaits
+    except Exception as exc:
+        return exc
+    raise AssertionError("the form parser accepted a multipart body without a boundary")
+
+
+MALFORMED_MULTIPART = ErrorDoc(
+    400, "malformed_multipart", "Multipart body that cannot be parsed", malformed_multipart
+)
+MALFORMED_JSON = ErrorDoc(
+    400,
+    "malformed_json",
+    "JSON body that cannot be decoded (not UTF-8)",
+    # what fastapi.routing raises when the JSON body cannot be decoded
+    lambda: StarletteHTTPException(400, "There was an error parsing the body"),
 )
 MISSING_FILE = ErrorDoc(
     422, "missing_file", "No `file` field", lambda: invalid_value(("body", "file"), bytes)

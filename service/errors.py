@@ -5,13 +5,16 @@ Every error answers ``{"detail": "<message>", "reason": "<label>"}`` (a 422 adds
 stable label carried by the error itself, never read from its message; it is also the
 metrics' label. The service raises :class:`ApiError` subclasses (status and reason as
 class data); the readers below it raise ``UploadError`` / ``EventInputError`` with a
-reason of their own. No user input leads to a 500. Examples: :mod:`.error_docs`.
+reason of their own. No user input leads to a 500. No answer shows a path of the
+server's temporary files (:func:`scrub_paths`). Examples: :mod:`.error_docs`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import tempfile
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -24,6 +27,19 @@ from seislens.models.event_preprocess import EventInputError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("seislens.service")
+
+TEMP_FILE_TEXT = "(temporary file)"
+"""What a server-side temporary path reads as in an answer."""
+
+_TEMP_PATH = re.compile(
+    rf"(?:{re.escape(tempfile.gettempdir().rstrip('/'))}/|\bseislens-upload-)[^\s'\"]*"
+)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every path under the temporary folder (where uploads are saved)
+    replaced by :data:`TEMP_FILE_TEXT`: messages of the readers' libraries may name it."""
+    return _TEMP_PATH.sub(TEMP_FILE_TEXT, text)
 
 
 class ApiError(HTTPException):
@@ -59,9 +75,12 @@ class ApiError(HTTPException):
 
     def body(self) -> dict[str, Any]:
         """The JSON answer (an ``ErrorResponse``, or a ``ValidationErrorResponse``)."""
-        body: dict[str, Any] = {"detail": self.message, "reason": self.reason}
+        body: dict[str, Any] = {"detail": scrub_paths(self.message), "reason": self.reason}
         if self.status == 422:
-            body["errors"] = self.errors
+            body["errors"] = [
+                {**e, "msg": scrub_paths(e["msg"])} if isinstance(e.get("msg"), str) else e
+                for e in self.errors
+            ]
         return body
 
 

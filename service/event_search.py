@@ -2,27 +2,29 @@
 probabilities, source parameters and the most similar library events.
 
 Kept apart from the routes so it can be timed and tested on its own; the classify and
-search routes share it (search skips the heads). All of it is CPU-bound and runs in the
-server's thread pool.
+search routes share it (search skips the heads). Reading the file and cutting its
+windows (:mod:`~seislens.service.recordings`: record headers and budgets checked first)
+runs in a parse worker process (:func:`read_recording`), so a reader crash or a file
+that would take too long costs a worker, not the server; the spectra, encoders and
+search run in the server's thread pool (:func:`run_events`).
 
 Every refusal of a recording is an :class:`~seislens.models.event_preprocess.EventInputError`
-(answered 422 with its message). A file with several stations and no ``station``
-asked for is classified station by station: the stations that cannot be used are
-listed as skipped with their reason, and only when none can be used is the request
-refused.
+(answered 422 with its message), or one of the worker's own answers below (deadline,
+crash, memory: 422; busy: 503). A file with several stations and no ``station`` asked
+for is classified station by station: the stations that cannot be used are listed as
+skipped with their reason, and only when none can be used is the request refused.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from obspy import Stream, Trace, UTCDateTime
+from obspy import UTCDateTime
 from seislens.index.metadata import ItemRecord
 from seislens.models.event_preprocess import (
     EventInputError,
@@ -30,33 +32,46 @@ from seislens.models.event_preprocess import (
     EventWindow,
     stream_to_windows,
 )
+from seislens.service.errors import InvalidUploadError, UnavailableError
 from seislens.service.library_search import Neighbours, search_library
+from seislens.service.parse_pool import (
+    PoolBusyError,
+    PoolStartError,
+    WorkerCrashedError,
+    WorkerFailedError,
+    WorkerMemoryError,
+    WorkerTimeoutError,
+    shared_pool,
+)
+from seislens.service.recordings import (
+    RecordingBudgets,
+    RecordingUpload,
+    RecordingWindows,
+    read_miniseed,
+    select_windows,
+    warm_up_stream,
+    window_recording,
+)
+from seislens.service.settings import Settings
 
 if TYPE_CHECKING:
     from seislens.service.state import LoadedBranch
 
 log = logging.getLogger("seislens.service")
 
-MAX_NOTES = 5
-
-
-@dataclass
-class RecordingUpload:
-    """A miniSEED upload read by ObsPy.
-
-    Attributes:
-        stream: its traces, as read (not merged).
-        stations: ``NET.STA`` of every station in it, sorted.
-        notes: ObsPy's warnings while reading (deduplicated, at most five).
-    """
-
-    stream: Stream
-    stations: list[str]
-    notes: list[str]
-
-    @property
-    def traces(self) -> int:
-        return len(self.stream)
+__all__ = [
+    "EventOutcome",
+    "RecordingUpload",
+    "RecordingWindows",
+    "StationOutcome",
+    "parse_p_arrival",
+    "read_miniseed",
+    "read_recording",
+    "run_events",
+    "select_windows",
+    "start_parse_workers",
+    "warm_up_stream",
+]
 
 
 @dataclass
@@ -91,60 +106,127 @@ class EventOutcome:
 # --------------------------------------------------------------------------- reading
 
 
-def read_miniseed(path: Path, filename: str) -> RecordingUpload:
-    """Read an uploaded file as miniSEED (and nothing else).
+class ParseDeadlineError(InvalidUploadError):
+    """Reading an upload ran past the parse deadline (422; its worker was killed)."""
+
+    def __init__(self, filename: str, seconds: float) -> None:
+        super().__init__(
+            f"reading {filename!r} and cutting its windows took longer than {seconds:g} s "
+            "(SEISLENS_PARSE_DEADLINE_S); its worker was stopped: send a shorter recording "
+            "or fewer channels",
+            "deadline",
+        )
+
+
+class ReaderCrashedError(InvalidUploadError):
+    """The miniSEED reader crashed on an upload (422; the worker is replaced)."""
+
+    def __init__(self, filename: str, cause: str) -> None:
+        super().__init__(
+            f"the miniSEED reader crashed on {filename!r} ({cause}): the file is malformed "
+            "in a way its record headers do not show; the service is unaffected",
+            "reader_crashed",
+        )
+
+
+class ParseMemoryError(InvalidUploadError):
+    """Reading an upload needed more memory than a parse worker may use (422)."""
+
+    def __init__(self, filename: str, limit_mib: int) -> None:
+        super().__init__(
+            f"reading {filename!r} needed more than the {limit_mib} MiB a parse worker may "
+            "use (SEISLENS_PARSE_WORKER_MEMORY_MIB): send a shorter recording",
+            "too_much_memory",
+        )
+
+
+class ParseBusyError(UnavailableError):
+    """Every parse worker stayed busy while the upload waited (503; retry shortly)."""
+
+    reason = "busy"
+    headers = {"Retry-After": "2"}  # noqa: RUF012
+
+    def __init__(self, workers: int, waited_s: float) -> None:
+        super().__init__(
+            f"all {workers} upload readers stayed busy for {waited_s:.1f} s "
+            "(SEISLENS_PARSE_WORKERS); retry shortly"
+        )
+
+
+class ParseUnavailableError(UnavailableError):
+    """No parse worker could be started (503)."""
+
+    reason = "reader_unavailable"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"uploads cannot be read right now: {why}")
+
+
+_JOB = "seislens.service.recordings:window_recording"
+
+
+def read_recording(
+    path: Path,
+    filename: str,
+    pre: EventPreprocessConfig,
+    station: str | None,
+    p_arrival: UTCDateTime | None,
+    settings: Settings,
+) -> RecordingWindows:
+    """Read a miniSEED upload and cut its station windows in a parse worker
+    (:mod:`~seislens.service.parse_pool`), within the settings' budgets and deadline.
+
+    With ``parse_workers = 0`` the same work runs in this process, libmseed serialised
+    by :data:`~seislens.service.recordings.MSEED_LOCK` (no deadline, no crash isolation).
 
     Raises:
-        EventInputError: empty, not miniSEED (with a hint when ObsPy recognises another
-            format), or no traces.
+        EventInputError: the file's own refusal (422).
+        ApiError: deadline, crash or memory (422), all workers busy or none started (503).
     """
-    size = path.stat().st_size
-    if size == 0:
-        raise EventInputError(
-            f"{filename!r} is empty (0 bytes); expected a miniSEED file", reason="empty"
-        )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            from obspy import read
-
-            stream = read(str(path), format="MSEED")
-        except Exception as exc:  # ObsPy and libmseed raise many types for bad bytes
-            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            hint = _other_format(path)
-            raise EventInputError(
-                f"{filename!r} is not a readable miniSEED file ({type(exc).__name__}"
-                + (f": {why}" if why else "")
-                + ")"
-                + (f"; it looks like {hint} data: convert it to miniSEED" if hint else "")
-                + "; expected miniSEED with 3-component (Z, N, E or Z, 1, 2) traces",
-                reason="unknown_format",
-            ) from exc
-    if len(stream) == 0:
-        raise EventInputError(
-            f"{filename!r} holds no miniSEED traces ({size} bytes)", reason="no_traces"
-        )
-    notes: list[str] = []
-    for w in caught:
-        text = str(w.message).strip().splitlines()[0][:200] if str(w.message).strip() else ""
-        if text and text not in notes and len(notes) < MAX_NOTES:
-            notes.append(f"ObsPy: {text}")
-    stations = sorted({f"{t.stats.network}.{t.stats.station}" for t in stream})
-    return RecordingUpload(stream, stations, notes)
-
-
-def _other_format(path: Path) -> str | None:
-    """The format ObsPy auto-detects for a file that is not miniSEED, if any."""
+    args = (
+        str(path),
+        filename,
+        pre,
+        station,
+        p_arrival,
+        settings.max_event_stations,
+        RecordingBudgets.from_settings(settings),
+    )
+    if settings.parse_workers == 0:
+        return window_recording(*args)
+    pool = shared_pool(settings.parse_workers, settings.parse_worker_memory_mib)
     try:
-        from obspy import read
+        return pool.call(_JOB, args, settings.parse_deadline_s)
+    except WorkerTimeoutError as exc:
+        log.warning("upload %r ran past the parse deadline (%g s)", filename, exc.seconds)
+        raise ParseDeadlineError(filename, exc.seconds) from exc
+    except WorkerCrashedError as exc:
+        log.error("the miniSEED reader crashed on upload %r (%s)", filename, exc.cause)
+        raise ReaderCrashedError(filename, exc.cause) from exc
+    except WorkerMemoryError as exc:
+        raise ParseMemoryError(filename, exc.limit_mib) from exc
+    except WorkerFailedError as exc:
+        raise EventInputError(
+            f"{filename!r} could not be read ({exc.summary}); {_EXPECTED}",
+            reason="unusable_recording",
+        ) from exc
+    except PoolBusyError as exc:
+        raise ParseBusyError(exc.workers, exc.waited_s) from exc
+    except PoolStartError as exc:
+        raise ParseUnavailableError(str(exc)) from exc
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stream = read(str(path), headonly=True)
-        fmt = stream[0].stats._format if len(stream) else None
-    except Exception:  # not a format ObsPy knows either
-        return None
-    return str(fmt) if fmt and str(fmt).upper() != "MSEED" else None
+
+_EXPECTED = "expected miniSEED with 3-component (Z, N, E or Z, 1, 2) traces"
+
+
+def start_parse_workers(settings: Settings) -> None:
+    """Start the parse workers of ``settings`` now (at service start-up), so the first
+    uploads do not wait seconds for them; nothing with ``parse_workers = 0``."""
+    if settings.parse_workers > 0:
+        try:
+            shared_pool(settings.parse_workers, settings.parse_worker_memory_mib).warm()
+        except PoolStartError as exc:  # uploads will try again, and answer 503 if it fails
+            log.error("parse workers could not be started: %s", exc)
 
 
 def parse_p_arrival(text: str) -> UTCDateTime:
@@ -161,94 +243,30 @@ def parse_p_arrival(text: str) -> UTCDateTime:
         ) from exc
 
 
-# --------------------------------------------------------------------------- windows
-
-
-def select_windows(
-    upload: RecordingUpload,
-    pre: EventPreprocessConfig,
-    station: str | None,
-    p_arrival: UTCDateTime | None,
-    max_stations: int,
-) -> tuple[list[EventWindow], list[tuple[str, str]]]:
-    """The windows to classify and the stations skipped, with why.
-
-    One station asked for (or only one in the file): its refusal is the request's.
-    Several stations: each is tried; the request is refused only when none can be used.
-    """
-    if station is not None or len(upload.stations) == 1:
-        return _windows(upload.stream, pre, station, p_arrival), []
-    if len(upload.stations) > max_stations:
-        raise EventInputError(
-            f"the file holds {len(upload.stations)} stations; at most {max_stations} are "
-            "classified per request (SEISLENS_MAX_EVENT_STATIONS): pass `station` to pick "
-            f"one of {', '.join(upload.stations[:20])}"
-            + (", …" if len(upload.stations) > 20 else ""),
-            reason="too_many_stations",
-        )
-    windows: list[EventWindow] = []
-    skipped: list[tuple[str, str]] = []
-    for key in upload.stations:
-        try:
-            windows.extend(_windows(upload.stream, pre, key, p_arrival))
-        except EventInputError as exc:
-            skipped.append((key, str(exc)))
-    if not windows:
-        reasons = "; ".join(f"{key}: {why}" for key, why in skipped)
-        raise EventInputError(
-            f"no station of the file can be used — {reasons}", reason="no_usable_station"
-        )
-    return windows, skipped
-
-
-def _windows(
-    stream: Stream,
-    pre: EventPreprocessConfig,
-    station: str | None,
-    p_arrival: UTCDateTime | None,
-) -> list[EventWindow]:
-    """``stream_to_windows``, with any failure on odd data (bad headers that ObsPy
-    read anyway) turned into a refusal of the recording rather than a server error."""
-    try:
-        return stream_to_windows(stream, pre, station=station, p_arrival=p_arrival)
-    except EventInputError:
-        raise
-    except Exception as exc:
-        log.warning("recording could not be preprocessed", exc_info=True)
-        raise EventInputError(
-            f"the recording could not be preprocessed ({type(exc).__name__}: {exc}); check "
-            "its headers (sampling rate, start times, channel codes)",
-            reason="unusable_recording",
-        ) from exc
-
-
 # --------------------------------------------------------------------------- the models
 
 
 def run_events(
     branch: LoadedBranch,
-    upload: RecordingUpload,
-    station: str | None,
-    p_arrival: UTCDateTime | None,
+    recording: RecordingWindows,
     k: int,
     classify: bool,
-    max_stations: int,
 ) -> EventOutcome:
-    """Windows, spectra, encoders and library search for one upload.
+    """Spectra, encoders and library search for the windows of one upload.
 
     Args:
         branch: the bundle's event branch (leased by the caller).
-        upload: the recording.
-        station: one station to use (``STA`` or ``NET.STA``), or None for all.
-        p_arrival: a known P time to align windows on, or None.
+        recording: the upload's windows (:func:`read_recording`).
         k: similar events wanted per station (fewer when the library is smaller; none
             without a library).
         classify: run the heads (class probabilities, distance, depth, magnitude).
-        max_stations: refuse files with more stations than this unless one is asked for.
+    Returns:
+        The stations' outcomes; ``seconds['preprocess']`` counts the worker's windowing
+        and the spectra.
     """
     embedder = branch.embedder
+    windows = recording.windows
     t0 = time.perf_counter()
-    windows, skipped = select_windows(upload, embedder.pre, station, p_arrival, max_stations)
     spectra = embedder.spectra(windows)
     t1 = time.perf_counter()
     library = branch.library
@@ -273,32 +291,16 @@ def run_events(
         )
         for i, w in enumerate(windows)
     ]
-    seconds = {"preprocess": t1 - t0, "embed": t2 - t1, "classify": t3 - t2, "search": t4 - t3}
-    return EventOutcome(stations, skipped, seconds)
+    seconds = {
+        "preprocess": recording.seconds.get("preprocess", 0.0) + t1 - t0,
+        "embed": t2 - t1,
+        "classify": t3 - t2,
+        "search": t4 - t3,
+    }
+    return EventOutcome(stations, list(recording.skipped), seconds)
 
 
 # --------------------------------------------------------------------------- warm-up
-
-
-def warm_up_stream(seconds: float = 70.0, rate: float = 100.0) -> Stream:
-    """A synthetic 3-component record (coloured noise and a P-like burst) that the
-    event path accepts: the bundle's warm-up query."""
-    rng = np.random.default_rng(0)
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    burst = np.where(t > 20, np.exp(-(t - 20) / 4.0), 0.0) * np.sin(2 * np.pi * 6 * t)
-    traces = []
-    for comp in "ZNE":
-        data = np.cumsum(rng.standard_normal(n)) * 0.01 + rng.standard_normal(n) + 20 * burst
-        header = {
-            "network": "XX",
-            "station": "WARM",
-            "channel": f"HH{comp}",
-            "sampling_rate": rate,
-            "starttime": UTCDateTime(2020, 1, 1),
-        }
-        traces.append(Trace(data.astype(np.float32), header))
-    return Stream(traces)
 
 
 def warm_up_events(branch: LoadedBranch) -> None:

@@ -1,4 +1,8 @@
-"""Admin routes (bearer token): switching bundles without dropping requests."""
+"""Admin routes (bearer token): switching bundles without dropping requests.
+
+The token is checked before anything else of the request is read: the JSON body is
+parsed by a dependency that runs after the router's token check (FastAPI would parse a
+declared ``Body`` parameter first)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from seislens.index.bundle import BundleError
 from seislens.models.branches import VELOCITY
 from seislens.service.deps import AdminDep, HolderDep, MetricsDep, SettingsDep
@@ -42,6 +48,38 @@ def outside_root(requested: str, root: Path) -> InvalidParameterError:
     )
 
 
+def parse_reload_body(raw: bytes) -> ReloadRequest | None:
+    """The reload request in a JSON body (None for no body, or ``null``).
+
+    Raises:
+        RequestValidationError: not JSON, or not a :class:`ReloadRequest` (422).
+    """
+    if raw.strip() in (b"", b"null"):
+        return None
+    try:
+        return ReloadRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+async def reload_body(request: Request) -> ReloadRequest | None:
+    """The body of a reload, read only once the token has been checked."""
+    return parse_reload_body(await request.body())
+
+
+ReloadBodyDep = Annotated[ReloadRequest | None, Depends(reload_body)]
+
+_RELOAD_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "which bundle to switch to; no body: reload the current one",
+        "content": {"application/json": {"schema": ReloadRequest.model_json_schema()}},
+    }
+}
+"""The documented body of a reload (the route reads it itself, after the token check)."""
+
+
 def _missing_bundle() -> BundleError:
     """What loading a bundle that does not exist raises."""
     try:
@@ -68,6 +106,7 @@ _RELOAD_ERRORS = error_responses(
         "Path outside SEISLENS_BUNDLE_ROOT",
         lambda: outside_root("../etc", Path("/bundles")),
     ),
+    ErrorDoc(422, "invalid_request", "Body not JSON", lambda: parse_reload_body(b"{bundle")),
 )
 
 
@@ -76,12 +115,10 @@ _RELOAD_ERRORS = error_responses(
     response_model=ReloadResponse,
     responses=_RELOAD_ERRORS,
     summary="Switch to another bundle (or re-read the current one)",
+    openapi_extra=_RELOAD_BODY,
 )
 def reload_bundle(
-    holder: HolderDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    body: Annotated[ReloadRequest | None, Body()] = None,
+    holder: HolderDep, settings: SettingsDep, metrics: MetricsDep, body: ReloadBodyDep
 ) -> ReloadResponse:
     """Load the bundle completely (hashes, encoders, index, a warm-up query), then swap
     it in: requests already running finish on the bundle they started with, which is

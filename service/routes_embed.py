@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Path, UploadFile
 from seislens.data.gather_files import read_gather
-from seislens.models.branches import VELOCITY
+from seislens.models.branches import EVENTS, VELOCITY
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, SettingsDep
 from seislens.service.embedding_modalities import (
@@ -19,7 +19,7 @@ from seislens.service.embedding_modalities import (
     unknown_modality,
 )
 from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
-from seislens.service.event_search import read_miniseed
+from seislens.service.event_search import read_recording
 from seislens.service.routes_events import (
     EVENT_QUERY_ERRORS,
     FileField,
@@ -141,11 +141,12 @@ def embed_recording_windows(
 ) -> RecordingEmbeddingResponse:
     """The same upload, parameters and windows as `POST /v1/events/classify` (`k` is not
     used); one unit-norm spectrum-encoder embedding per station window."""
+    pre = bundle.branches[EVENTS.name].embedder.pre
     with saved_upload(file, settings.max_upload_bytes) as path:
-        upload = read_miniseed(path, file.filename or "upload")
-    found = embed_recording(
-        bundle, upload, params.station, params.p_arrival, settings.max_event_stations
-    )
+        recording = read_recording(
+            path, file.filename or "upload", pre, params.station, params.p_arrival, settings
+        )
+    found = embed_recording(bundle, recording)
     return RecordingEmbeddingResponse(
         **embedding_info(bundle, MODALITIES["recording"]),
         stations=[
@@ -158,7 +159,7 @@ def embed_recording_windows(
             for w, v in zip(found.windows, found.vectors, strict=True)
         ],
         skipped=[SkippedStation(station=k, reason=why) for k, why in found.skipped],
-        notes=upload.notes,
+        notes=recording.notes,
     )
 
 

@@ -28,9 +28,14 @@ from seislens.service.errors import (
 )
 from seislens.service.event_search import (
     EventOutcome,
+    ParseBusyError,
+    ParseDeadlineError,
+    ParseMemoryError,
+    ParseUnavailableError,
+    ReaderCrashedError,
     StationOutcome,
     parse_p_arrival,
-    read_miniseed,
+    read_recording,
     run_events,
 )
 from seislens.service.library_search import ranked_matches
@@ -63,6 +68,35 @@ def no_events_index(problem: str) -> UnavailableError:
     return UnavailableError(f"similar-event search is unavailable: {problem}", "no_events_index")
 
 
+PARSE_ERRORS = (
+    ErrorDoc(
+        422,
+        "deadline",
+        "Reading took longer than the parse deadline",
+        lambda: ParseDeadlineError("event.mseed", 30.0),
+    ),
+    ErrorDoc(
+        422,
+        "reader_crashed",
+        "The miniSEED reader crashed on the file",
+        lambda: ReaderCrashedError("event.mseed", "signal SIGSEGV"),
+    ),
+    ErrorDoc(
+        422,
+        "too_much_memory",
+        "Reading needed more memory than a worker may use",
+        lambda: ParseMemoryError("event.mseed", 1536),
+    ),
+    ErrorDoc(503, "busy", "Every upload reader busy", lambda: ParseBusyError(2, 30.0)),
+    ErrorDoc(
+        503,
+        "reader_unavailable",
+        "No upload reader could be started",
+        lambda: ParseUnavailableError("a parse worker could not be started: [Errno 12]"),
+    ),
+)
+"""The answers of the parse workers (:func:`~seislens.service.event_search.read_recording`)."""
+
 EVENT_QUERY_ERRORS = (
     ErrorDoc(404, "no_event_encoders", "The bundle has no event branch", no_event_branch),
     *docs.RECORDING_ERRORS,
@@ -77,6 +111,7 @@ EVENT_QUERY_ERRORS = (
     docs.MISSING_FILE,
     docs.TOO_LARGE,
     docs.NOT_READY,
+    *PARSE_ERRORS,
 )
 _NO_EVENTS_INDEX = ErrorDoc(
     503,
@@ -246,32 +281,26 @@ def _run(
     file: UploadFile,
     classify: bool,
 ) -> tuple[EventQueryInfo, EventOutcome]:
-    """Read the upload, run the event path, record the stage times."""
+    """Read the upload (in a parse worker), run the event path, record the stage times."""
     start = time.perf_counter()
     filename = file.filename or "upload"
     with saved_upload(file, settings.max_upload_bytes) as path:
-        upload = read_miniseed(path, filename)
-    read_s = time.perf_counter() - start
-    outcome = run_events(
-        branch,
-        upload,
-        params.station,
-        params.p_arrival,
-        params.k,
-        classify,
-        settings.max_event_stations,
-    )
+        recording = read_recording(
+            path, filename, branch.embedder.pre, params.station, params.p_arrival, settings
+        )
+    read_s = time.perf_counter() - start - recording.seconds.get("preprocess", 0.0)
+    outcome = run_events(branch, recording, params.k, classify)
     outcome.seconds["read"] = read_s
     for stage, seconds in outcome.seconds.items():
         metrics.event_stage.labels(stage).observe(seconds)
     ms = {stage: round(s * 1000, 3) for stage, s in outcome.seconds.items()}
-    notes = list(upload.notes)
+    notes = list(recording.notes)
     if branch.library is None:
         notes.append(f"no similar events: {branch.index_problem}")
     query = EventQueryInfo(
         filename=filename,
-        traces=upload.traces,
-        stations_in_file=upload.stations,
+        traces=recording.traces,
+        stations_in_file=recording.stations,
         station=params.station,
         p_arrival=params.p_arrival_text,
         k=params.k,

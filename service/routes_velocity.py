@@ -52,7 +52,13 @@ FormatQuery = Annotated[
     Query(alias="format", description="json (nested lists), npy (float32 array) or png"),
 ]
 
-ModelIdPath = Annotated[int, Path(ge=0, description="the model's id (from a search)")]
+MAX_MODEL_ID = 2**63 - 1
+"""The largest model id: item ids are SQLite integers (signed 64-bit); a larger one
+is refused (422) before it reaches the store."""
+
+ModelIdPath = Annotated[
+    int, Path(ge=0, le=MAX_MODEL_ID, description="the model's id (from a search)")
+]
 
 KQuery = Annotated[
     int | None,
@@ -132,6 +138,12 @@ _MODEL_ERRORS = error_responses(
         "bad_model_id",
         "Id not a non-negative integer",
         lambda: invalid_value(("path", "model_id"), ModelIdPath, "abc"),
+    ),
+    ErrorDoc(
+        422,
+        "model_id_out_of_range",
+        "Id past the largest stored id (2^63 - 1)",
+        lambda: invalid_value(("path", "model_id"), ModelIdPath, MAX_MODEL_ID + 1),
     ),
     _BAD_FORMAT,
     docs.NOT_READY,

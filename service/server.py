@@ -30,6 +30,18 @@ def log_config(log_level: str = "info") -> dict[str, Any]:
     return config
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options from the settings: proxy headers (X-Forwarded-For, -Proto)
+    trusted only from ``forwarded_allow_ips`` (none when empty), and the keep-alive
+    timeout of idle connections (s)."""
+    trusted = settings.forwarded_allow_ips
+    return {
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": list(trusted),
+        "timeout_keep_alive": settings.keep_alive_timeout_s,
+    }
+
+
 def serve(
     bundle: Path,
     host: str = "127.0.0.1",
@@ -60,7 +72,7 @@ def serve(
         port=port,
         log_level=log_level.lower(),
         log_config=log_config(log_level),
-        proxy_headers=True,
+        **uvicorn_options(settings),
     )
     log.info("starting SeisLens on http://%s:%d with bundle %s", host, port, settings.bundle)
     server = uvicorn.Server(config)

@@ -8,6 +8,12 @@ lease (a reference count). A reload builds the new :class:`LoadedBundle` complet
 hashes checked, encoders and indexes opened, one warm-up query per branch run — and
 only then swaps the reference, so a request keeps the bundle it started with and the
 old libraries are closed when its last lease ends.
+
+On disk, the process announces what it holds with a lease file in the bundle folder
+(:class:`~seislens.index.leases.LeaseKeeper`): the index folders and encoder files of
+every bundle still open, so that an index build or export never deletes them. A load
+reserves the files its manifest names before it opens them (and re-reads the manifest
+to be sure no build switched meanwhile); a bundle releases its files when it closes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from seislens.index.bundle import BundleError, read_manifest, verify_encoders
+from seislens.index.leases import LeaseKeeper
 from seislens.index.library import LoadedLibrary
+from seislens.index.retention import current_paths
 from seislens.models.branches import BRANCHES, Branch
 from seislens.models.embedders import choose_providers
 from seislens.models.manifest import BranchSection, Manifest
@@ -133,6 +141,8 @@ class LoadedBundle:
         manifest: its manifest.
         branches: registry name → loaded branch, for the branches the bundle has.
         runtime: provider and thread facts.
+        file_leases: the process's lease keeper; the bundle holds :meth:`held_files`
+            under it from now until it closes (None: no lease).
     """
 
     def __init__(
@@ -141,11 +151,15 @@ class LoadedBundle:
         manifest: Manifest,
         branches: dict[str, LoadedBranch],
         runtime: BundleRuntime,
+        file_leases: LeaseKeeper | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.branches = branches
         self.runtime = runtime
+        self._file_leases = file_leases
+        if file_leases is not None:
+            file_leases.hold(self, path, self.held_files())
         self.loaded_at = time.time()
         self._lock = threading.Lock()
         self._leases = 0
@@ -168,6 +182,12 @@ class LoadedBundle:
         """Items in the library of ``branch`` (0 when the bundle lacks it or its index)."""
         loaded = self.branches.get(branch)
         return loaded.count if loaded is not None else 0
+
+    def held_files(self) -> set[str]:
+        """Bundle-relative paths this bundle has open: its libraries' index folders and
+        its encoder files."""
+        files = {b.library.entry.path for b in self.branches.values() if b.library is not None}
+        return files | {e.file for b in self.branches.values() for e in b.section.encoders.values()}
 
     def library_sizes(self) -> dict[str, int]:
         """:meth:`library_size` of every branch of the registry, by name."""
@@ -214,18 +234,29 @@ class LoadedBundle:
         log.info("closing bundle %s (%s)", self.name, self.path)
         for branch in self.branches.values():
             branch.close()
+        if self._file_leases is not None:
+            self._file_leases.release(self)
 
 
-def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
+def load_bundle(
+    path: Path, settings: Settings, file_leases: LeaseKeeper | None = None
+) -> LoadedBundle:
     """Open a bundle completely: manifest, encoder hashes, encoders, indexes, warm-up.
+
+    Args:
+        path: the bundle directory.
+        settings: the service's settings.
+        file_leases: the process's lease keeper: the files are reserved before they are
+            opened, and held by the bundle once loaded (None: no lease).
 
     Raises:
         BundleError: with a message saying what is wrong; nothing stays open then.
     """
     path = Path(path)
     opened: list[LoadedBranch] = []
+    reservation = object()
     try:
-        return _open_bundle(path, settings, opened)
+        return _open_bundle(path, settings, opened, file_leases, reservation)
     except Exception as exc:
         for branch in opened:
             branch.close()
@@ -234,13 +265,44 @@ def load_bundle(path: Path, settings: Settings) -> LoadedBundle:
         # a malformed manifest, or onnxruntime, faiss and sqlite with their own types
         why = f"{type(exc).__name__}: {exc}"
         raise BundleError(f"{path}: could not load the bundle: {why}") from exc
+    finally:
+        if file_leases is not None:
+            file_leases.release(reservation)
 
 
-def _open_bundle(path: Path, settings: Settings, opened: list[LoadedBranch]) -> LoadedBundle:
+RESERVE_TRIES = 5
+"""Times a load re-reads a manifest that changed while it reserved its files."""
+
+
+def _reserved_manifest(
+    path: Path, file_leases: LeaseKeeper | None, reservation: object
+) -> Manifest:
+    """The bundle's manifest, its files reserved under ``reservation`` first: the
+    manifest is re-read after the lease is written, and the reservation redone if a
+    build switched it meanwhile (a build prunes after its switch, so it sees the lease)."""
+    manifest = read_manifest(path)
+    if file_leases is None:
+        return manifest
+    for _ in range(RESERVE_TRIES):
+        file_leases.hold(reservation, path, current_paths(manifest))
+        again = read_manifest(path)
+        if again == manifest:
+            break
+        manifest = again
+    return manifest
+
+
+def _open_bundle(
+    path: Path,
+    settings: Settings,
+    opened: list[LoadedBranch],
+    file_leases: LeaseKeeper | None,
+    reservation: object,
+) -> LoadedBundle:
     """The steps of :func:`load_bundle`; branches it opens are added to ``opened``."""
     if not path.is_dir():
         raise BundleError(f"{path} is not a bundle directory (it does not exist)")
-    manifest = read_manifest(path)
+    manifest = _reserved_manifest(path, file_leases, reservation)
     _set_faiss_threads(settings.faiss_threads)
     providers = choose_providers(settings.prefer_gpu)
     branches: dict[str, LoadedBranch] = {}
@@ -262,7 +324,7 @@ def _open_bundle(path: Path, settings: Settings, opened: list[LoadedBranch]) -> 
         onnx_threads=settings.onnx_threads,
         faiss_threads=_faiss_threads(),
     )
-    return LoadedBundle(path, manifest, branches, runtime)
+    return LoadedBundle(path, manifest, branches, runtime, file_leases)
 
 
 def _open_branch(
@@ -345,9 +407,15 @@ def _available_providers() -> list[str]:
 
 
 class BundleHolder:
-    """The bundle being served; swapped atomically by :meth:`replace`."""
+    """The bundle being served; swapped atomically by :meth:`replace`.
 
-    def __init__(self) -> None:
+    Args:
+        file_leases: the process's lease keeper, used by :meth:`reload` (None: bundles
+            are loaded without a lease).
+    """
+
+    def __init__(self, file_leases: LeaseKeeper | None = None) -> None:
+        self.file_leases = file_leases
         self._current: LoadedBundle | None = None
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -392,7 +460,7 @@ class BundleHolder:
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadInProgressError()
         try:
-            new = load_bundle(path, settings)
+            new = load_bundle(path, settings, self.file_leases)
             return self.replace(new), new
         finally:
             self._reload_lock.release()

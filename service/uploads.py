@@ -1,9 +1,13 @@
-"""Uploads: the size limit enforced while the body streams in, and the temporary file.
+"""Uploads: the size limit and the time limit enforced while the body streams in, and
+the temporary file.
 
 :class:`BodyLimitMiddleware` refuses a request body past the limit: at once when its
 ``Content-Length`` announces more, else as soon as the bytes received pass it. Either
 way it raises :class:`UploadTooLargeError` (413, reason ``too_large``) from the body
-stream, before the rest is read. The limit covers the file plus the multipart framing
+stream, before the rest is read. A body that has not fully arrived within
+``SEISLENS_UPLOAD_TIMEOUT_S`` of the request's start (a slow or stalled client) is
+refused the same way with :class:`UploadTimeoutError` (408, reason ``upload_timeout``),
+and the connection closed. The limit covers the file plus the multipart framing
 (:data:`MULTIPART_ALLOWANCE` bytes); :func:`saved_upload` then checks the file's own
 size exactly while copying it to the temporary file the readers need (segyio opens
 paths only).
@@ -17,9 +21,11 @@ route one path whichever way the file came.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +54,8 @@ GATHER_FILE_DOC = (
     "grid (0–690 m), at least 35 of its 70 points covered per shot; 0.25–8 ms sampling; at "
     "least 0.6 s (shorter than 1 s zero-padded, longer cut). .npy: exactly (5, 1000, 70) — "
     "5 shots × 70 receivers at 10 m, 1 ms, 1 s (arrays carry no geometry). The encoders "
-    "were trained on full 5 × 70 frames only: answers on partial geometry are unreliable"
+    "were trained with missing shots and receivers (zero-filled, as here); answers from "
+    "part of the frame are less precise and carry a warning"
 )
 """The accepted gather files, as the OpenAPI pages of every gather route state them."""
 
@@ -73,35 +80,65 @@ class UploadTooLargeError(ApiError):
         super().__init__(head + limit_text)
 
 
+class UploadTimeoutError(ApiError):
+    """The request body did not arrive in time (408, raised while it streams in).
+
+    Args:
+        timeout_s: the limit in seconds.
+    """
+
+    status, reason, upload = 408, "upload_timeout", True
+    headers = {"Connection": "close"}  # noqa: RUF012
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {timeout_s:g} s "
+            "(SEISLENS_UPLOAD_TIMEOUT_S); the client sent it too slowly or stopped sending"
+        )
+
+
 class BodyLimitMiddleware:
-    """Refuse request bodies larger than ``max_file_bytes + MULTIPART_ALLOWANCE``.
+    """Refuse request bodies larger than ``max_file_bytes + MULTIPART_ALLOWANCE``, or
+    not received within ``timeout_s`` of the request's start.
 
     Args:
         app: the wrapped ASGI application.
         max_file_bytes: the largest upload accepted (the file itself).
+        timeout_s: seconds the whole body may take to arrive.
     """
 
-    def __init__(self, app: ASGIApp, max_file_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_file_bytes: int, timeout_s: float = 120.0) -> None:
         self.app = app
         self.max_file_bytes = max_file_bytes
         self.max_body_bytes = max_file_bytes + MULTIPART_ALLOWANCE
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         announced = _content_length(scope)
+        deadline = time.monotonic() + self.timeout_s
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, complete
+            if complete:  # the body is in: e.g. a wait for the client's disconnect
+                return await receive()
             if announced is not None and announced > self.max_body_bytes:
                 raise UploadTooLargeError(self.max_file_bytes, announced)
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                raise UploadTimeoutError(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise UploadTooLargeError(self.max_file_bytes)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True  # http.disconnect
             return message
 
         await self.app(scope, limited_receive, send)
@@ -155,7 +192,9 @@ RAW_BODY_REQUEST: dict[str, Any] = {
         "description": "the file: a multipart `file` field, or the whole body as "
         f"`{RAW_BODY_TYPE}` (faster: no multipart parsing; the optional `filename` query "
         "parameter names it, and its suffix is a format hint)",
-        "content": {RAW_BODY_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            RAW_BODY_TYPE: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+        },
     }
 }
 """``openapi_extra`` of a route taking :data:`RawBodyDep` beside its multipart ``file``

@@ -14,8 +14,10 @@ from pydantic import BaseModel
 from seislens.models.estimation import ESTIMATE_METHOD
 from seislens.service.estimation import Estimate, EstimateStore
 from seislens.service.library_search import ranked_matches
+from seislens.service.links import link
 from seislens.service.schemas import (
     DescriptorEstimate,
+    DescriptorPrediction,
     EstimatedModel,
     VelocityAnswer,
     VelocityMatch,
@@ -58,9 +60,10 @@ def velocity_answer(
 ) -> AnswerT:
     """The response ``answer`` (a :class:`VelocityAnswer`) of one search: ``query`` as
     the route describes it, the matches with their model links, the inferred
-    descriptors and the link to the estimated model."""
+    descriptors, the descriptor head's prediction (gather answers of a bundle with a
+    head) and the link to the estimated model."""
     # one url_for per answer, not per match: the links differ only in the trailing id
-    model_base = str(request.url_for("get_velocity_model", model_id="0"))[:-1]
+    model_base = link(request, "get_velocity_model", model_id="0")[:-1]
     results = [
         VelocityMatch(
             **shared,
@@ -78,12 +81,22 @@ def velocity_answer(
     if outcome.velocity is not None:
         estimated = EstimatedModel(
             query_id=query_id,
-            url=str(request.url_for("get_velocity_estimate", query_id=query_id)),
+            url=link(request, "get_velocity_estimate", query_id=query_id),
             shape=list(outcome.velocity.shape),
             method=ESTIMATE_METHOD,
             neighbours=len(outcome.records),
             temperature=temperature,
         )
+    extra = {}
+    if outcome.predicted and "predicted_descriptors" in answer.model_fields:
+        extra["predicted_descriptors"] = {
+            name: DescriptorPrediction(mean=mean, std=std, unit=descriptor_unit(name))
+            for name, (mean, std) in outcome.predicted.items()
+        }
     return answer(
-        query=query, results=results, inferred_descriptors=inferred, estimated_model=estimated
+        query=query,
+        results=results,
+        inferred_descriptors=inferred,
+        estimated_model=estimated,
+        **extra,
     )

@@ -27,7 +27,15 @@ from seislens.data.event_synth import (
     travel_time_table,
 )
 
-SMALL = EventSynthConfig(count=48, seed=7)
+SMALL = EventSynthConfig(count=24, seed=7, split_fractions=(0.6, 0.2, 0.2))
+PHYSICS = EventSynthConfig(
+    count=1,
+    snr_db=(40.0, 40.0),
+    amplitude="snr",
+    sampling_rate_hz=100.0,
+    instruments={"broadband": 1.0},
+)
+"""One rate, one sensor, a fixed SNR: the physics checks look at the ground motion."""
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +43,9 @@ def small_set(tmp_path_factory) -> Path:
     return generate_events(tmp_path_factory.mktemp("synth") / "set", SMALL, progress=False)
 
 
-def _event(label: str, seed: int = 0, **fixed) -> tuple:
+def _event(label: str, seed: int = 0, config: EventSynthConfig = PHYSICS, **fixed) -> tuple:
     """Parameters of one event of ``label`` with some fields fixed, and its rendering."""
-    config = EventSynthConfig(count=1, snr_db=(40.0, 40.0))
+    config = config.model_copy(update={"snr_db": (fixed.pop("snr_db", 40.0),) * 2})
     params = draw_event(np.random.default_rng(seed), label, config, station_network(config))
     params = replace(params, **fixed)
     return params, render_event(params, config, np.random.default_rng(seed))
@@ -53,26 +61,29 @@ def _file_hashes(folder: Path) -> dict[str, str]:
 def test_travel_times_match_taup():
     table = travel_time_table()
     model = TauPyModel("iasp91")
-    for distance, depth in [(15.0, 3.0), (95.0, 11.0), (180.0, 22.0), (290.0, 0.7)]:
+    cases = [(15.0, 3.0), (95.0, 11.0), (180.0, 22.0), (290.0, 0.7), (620.0, 80.0)]
+    for distance, depth in [*cases, (950.0, 15.0), (40.0, 150.0), (800.0, 199.0)]:
         times = table(distance, depth)
         deg = distance / KM_PER_DEG
-        p = model.get_travel_times(depth, deg, phase_list=["p", "P", "Pn"])[0]
-        s = model.get_travel_times(depth, deg, phase_list=["s", "S", "Sn"])[0]
-        assert times.p_time_s == pytest.approx(p.time, abs=0.05)
-        assert times.s_time_s == pytest.approx(s.time, abs=0.05)
+        p = model.get_travel_times(depth, deg, phase_list=["p", "P", "Pn", "Pg"])[0]
+        s = model.get_travel_times(depth, deg, phase_list=["s", "S", "Sn", "Sg"])[0]
+        assert times.p_time_s == pytest.approx(p.time, abs=0.06)
+        assert times.s_time_s == pytest.approx(s.time, abs=0.06)
     with pytest.raises(ValueError, match="outside the travel-time table"):
-        table(500.0, 10.0)
+        table(1500.0, 10.0)
 
 
 def test_s_minus_p_grows_with_distance(small_set):
     table = travel_time_table()
-    sp = [table(d, 10.0).s_time_s - table(d, 10.0).p_time_s for d in range(10, 300, 10)]
+    sp = [table(d, 10.0).s_time_s - table(d, 10.0).p_time_s for d in range(10, 1000, 10)]
     assert np.all(np.diff(sp) > 0)
     meta = EventDataset(small_set).metadata
     events = meta[meta["trace_category"].isin(["earthquake", "explosion"])]
-    lag = (events["trace_s_arrival_sample"] - events["trace_p_arrival_sample"]) / 100.0
+    lag = events["trace_s_arrival_sample"] - events["trace_p_arrival_sample"]
+    lag = lag / events["trace_sampling_rate_hz"]
     assert np.corrcoef(lag, events["path_ep_distance_km"])[0, 1] > 0.95
-    # the "distance ≈ 8 × (S-P)" rule of thumb: 1/3.36 - 1/5.8 = 0.125 s/km in the crust
+    # "distance ≈ 8 × (S-P)" in the crust (1/3.36 - 1/5.8 = 0.125 s/km), 0.097 s/km for
+    # Sn - Pn (1/4.47 - 1/8.04): the slope over 0-1,000 km lies between
     slope = np.polyfit(events["path_ep_distance_km"], lag, 1)[0]
     assert 0.09 < slope < 0.13
 
@@ -138,10 +149,18 @@ def test_explosions_have_higher_p_to_s_ratio_than_earthquakes():
 
 
 def test_attenuation_and_spreading_with_distance():
+    physical = PHYSICS.model_copy(update={"amplitude": "physical"})
     peaks = []
     for distance in (20.0, 80.0, 250.0):
-        _, trace = _event("earthquake", 3, distance_km=distance, magnitude=3.0, depth_km=10.0)
-        peaks.append(np.abs(trace.signal).max())
+        values = [
+            np.abs(
+                _event(
+                    "earthquake", seed, physical, distance_km=distance, magnitude=3.0, depth_km=10.0
+                )[1].signal
+            ).max()
+            for seed in range(4)
+        ]
+        peaks.append(np.median(values))
     assert peaks[0] > peaks[1] > peaks[2]
     assert peaks[0] / peaks[2] > 20.0
 
@@ -175,17 +194,19 @@ def test_snr_is_what_was_drawn():
 def test_metadata_classes_ranges_and_noise_rows(small_set):
     ds = EventDataset(small_set)
     meta = ds.metadata
-    assert len(ds) == 48
-    assert (meta["trace_category"].value_counts() == 12).all()
+    assert len(ds) == 24
+    assert (meta["trace_category"].value_counts() == 6).all()
     assert set(meta["split"]) == {"train", "dev", "test"}
-    assert (meta["split"] == "train").sum() == 4 * round(0.8 * 12)
+    assert (meta["split"] == "train").sum() == 4 * round(0.6 * 6)
     blasts = meta[meta["trace_category"] == "explosion"]
     assert blasts["source_depth_km"].between(0, 2).all()
-    assert blasts["source_magnitude"].between(1, 3).all()
+    assert blasts["source_magnitude"].between(-1, 4.5).all()
     quakes = meta[meta["trace_category"] == "earthquake"]
-    assert quakes["source_magnitude"].between(1, 5).all()
+    assert quakes["source_magnitude"].between(-1, 7).all()
+    assert quakes["source_depth_km"].between(0, 200).all()
     events = meta[meta["trace_category"] != "noise"]
-    assert events["path_ep_distance_km"].between(10, 300).all()
+    assert events["path_ep_distance_km"].between(0, 1000).all()
+    assert (events["trace_snr_db"] >= SMALL.snr_db[0] - 1e-6).all()
     assert (
         events[
             [
@@ -218,7 +239,9 @@ def test_metadata_classes_ranges_and_noise_rows(small_set):
     )
     assert all(np.all(ds.info_vector(i) == 0) for i in noise)
     wave = ds.waveform(0)
-    assert wave.shape == (3, 9000) and wave.dtype == np.float32 and np.isfinite(wave).all()
+    npts = round(90 * ds.sampling_rate(0))
+    assert wave.shape == (3, npts) and wave.dtype == np.float32 and np.isfinite(wave).all()
+    assert np.array_equal(wave, np.rint(wave))  # whole counts
 
 
 def test_same_seed_same_bytes_and_rerun_rules(tmp_path, small_set):
@@ -227,7 +250,7 @@ def test_same_seed_same_bytes_and_rerun_rules(tmp_path, small_set):
     before = (again / "waveforms.hdf5").stat().st_mtime_ns
     generate_events(again, SMALL, progress=False)  # same config: no-op
     assert (again / "waveforms.hdf5").stat().st_mtime_ns == before
-    other = SMALL.model_copy(update={"seed": 8})
+    other = SMALL.model_copy(update={"seed": 8, "count": 6})
     with pytest.raises(FileExistsError, match=r"different synthetic dataset.*seed"):
         generate_events(again, other, progress=False)
     generate_events(again, other, progress=False, overwrite=True)
@@ -254,7 +277,13 @@ def test_config_validation():
     with pytest.raises(ValidationError, match="sum to 1"):
         EventSynthConfig(split_fractions=(0.5, 0.2, 0.2))
     with pytest.raises(ValidationError, match="travel-time table"):
-        EventSynthConfig(distance_km=(10.0, 900.0))
+        EventSynthConfig(distance_km=(10.0, 1500.0))
+    with pytest.raises(ValidationError, match="travel-time table"):
+        EventSynthConfig(earthquake_depth_km=(0.0, 300.0))
+    with pytest.raises(ValidationError, match="unknown instruments"):
+        EventSynthConfig(instruments={"seismoscope": 1.0})
+    with pytest.raises(ValidationError, match="outside 20"):
+        EventSynthConfig(sampling_rates_hz={10.0: 1.0})
     with pytest.raises(ValidationError, match="low <= high"):
         EventSynthConfig(snr_db=(30.0, 5.0))
     with pytest.raises(ValidationError):
@@ -262,10 +291,12 @@ def test_config_validation():
 
 
 def test_generator_speed(tmp_path):
-    config = EventSynthConfig(count=60, seed=3)
+    config = EventSynthConfig(count=12, seed=3)
     travel_time_table()
     start = time.perf_counter()
     generate_events(tmp_path / "speed", config, progress=False)
     rate = config.count / (time.perf_counter() - start)
     print(f"generator: {rate:.0f} traces/s")
-    assert rate > 25.0  # ~200/s measured on one core; generous for shared CI machines
+    # ~20/s measured on one core of a loaded 2-core machine (up to 3 renderings per
+    # event to meet the detection threshold); generous for shared CI machines
+    assert rate > 2.0

@@ -286,6 +286,26 @@ def test_zero_sample_interval(tmp_path: Path) -> None:
     _expect(path, r"gives no sample interval")
 
 
+@pytest.mark.parametrize("interval_us", [32768, 40000, 65535])
+@pytest.mark.parametrize("where", ["binary", "traces"])
+def test_sample_interval_above_32767_us_is_read_unsigned(
+    tmp_path: Path, interval_us: int, where: str
+) -> None:
+    """SEG-Y's interval words are unsigned: 40000 us is 40 ms (refused as too coarse),
+    not a negative number taken for 'no interval'."""
+    path = tmp_path / "coarse.sgy"
+    write_segy(path, _gather())
+    data = bytearray(path.read_bytes())
+    data[3216:3218] = (interval_us if where == "binary" else 0).to_bytes(2, "big")
+    if where == "traces":
+        trace_bytes = 240 + 4 * int.from_bytes(data[3220:3222], "big")
+        for start in range(3600, len(data), trace_bytes):
+            data[start + 116 : start + 118] = interval_us.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    err = _expect(path, rf"sampled every {interval_us / 1000:g} ms \({interval_us} us\)")
+    assert err.reason == "sample_interval"
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("writer", ["segy", "su", "npy"])
 def test_non_finite_samples(tmp_path: Path, bad: float, writer: str) -> None:

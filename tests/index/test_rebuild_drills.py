@@ -1,128 +1,134 @@
-"""Rebuilding both branches' indexes under a running service drops no request.
+"""Rebuilds never break a running service, and killed rebuilds never break the bundle.
 
-A real uvicorn process serves a copy of the tiny two-branch bundle and watches its
-manifest; threads keep searching both branches over HTTP while the build job rebuilds
-the velocity index, then the events index. Every answer must be a 200, the service
-must pick up each new index, and the previous index folders must still be there.
+On copies of the committed serving fixture (both branches, no torch needed):
+
+* a real uvicorn process serves the bundle while 8 clients query both branches; each
+  branch's index is rebuilt twice, the server hot-reloading each new index (its
+  manifest watcher); then, on a server that does not reload until an admin reload at
+  the end, the velocity index is rebuilt twice: every request must succeed. The
+  folders the server holds stay (its lease) however many builds pass; once it lets
+  go, a build prunes all but the last ``keep``;
+* index builds in subprocesses are SIGKILLed at times spread over a build; after every
+  kill the bundle loads, and a last build finishes and leaves no orphan
+  (``seislens.rebuild_drill``; the 20-kill runs of each branch are ``slow``).
 """
 
 from __future__ import annotations
 
-import io
 import shutil
-import threading
-import time
 from pathlib import Path
 
-import httpx
-import numpy as np
 import obspy
 import pytest
+from seislens.data.event_synth import EventSynthConfig, generate_events
 from seislens.index.builder import build
 from seislens.index.bundle import read_manifest
+from seislens.index.leases import read_leases
 from seislens.models.branches import EVENTS, VELOCITY
 
+from seislens.rebuild_drill import (
+    default_queries,
+    killed_rebuilds,
+    leftovers,
+    rebuild_under_load,
+    velocity_library,
+)
 from seislens.server_process import running_server
 
-RELOAD_TIMEOUT_S = 60
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "serving" / "bundle"
 CER = Path(obspy.__file__).parent / "io/seisan/tests/data/2005-07-23-1452-04S.CER___030.mseed"
+TOKEN = "drill-token"
 
 
-def _gather_npy() -> bytes:
-    gather = np.random.default_rng(0).standard_normal((5, 1000, 70)).astype(np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, gather)
-    return buffer.getvalue()
+@pytest.fixture(scope="module")
+def event_library(tmp_path_factory) -> Path:
+    """The SeisBench-format traces the fixture's events index was built over."""
+    folder = tmp_path_factory.mktemp("drill-events") / "events"
+    return generate_events(folder, EventSynthConfig(count=60, seed=3), progress=False)
 
 
 @pytest.fixture
-def served(tiny_event_bundle, tmp_path):
-    """A copy of the two-branch bundle served by uvicorn with the manifest watched;
-    yields (bundle, base URL)."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_event_bundle.bundle, bundle)
-    watched = {"SEISLENS_PREFER_GPU": "false", "SEISLENS_WATCH_INTERVAL_S": "0.2"}
-    with running_server(bundle, tmp_path / "server.log", watched) as server:
-        yield bundle, server.url
+def bundle(tmp_path) -> Path:
+    """A writable copy of the committed two-branch fixture bundle."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(FIXTURE, copy)
+    return copy
 
 
-class Load:
-    """Threads that keep searching one route until stopped; every outcome recorded."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.stop = threading.Event()
-        self.outcomes: dict[str, list[str]] = {"velocity": [], "events": []}
-        self.threads = [
-            threading.Thread(target=self._run, args=("velocity",), daemon=True),
-            threading.Thread(target=self._run, args=("velocity",), daemon=True),
-            threading.Thread(target=self._run, args=("events",), daemon=True),
-        ]
-
-    def _run(self, branch: str) -> None:
-        path, name, data, params = (
-            ("/v1/velocity/search", "gather.npy", _gather_npy(), {"k": 5})
-            if branch == "velocity"
-            else ("/v1/events/search", "event.mseed", CER.read_bytes(), {"k": 5})
-        )
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self.stop.is_set():
-                try:
-                    r = http.post(path, files={"file": (name, data)}, params=params)
-                    ok = r.status_code == 200 and _found(branch, r.json())
-                    self.outcomes[branch].append("ok" if ok else f"{r.status_code}: {r.text}")
-                except httpx.HTTPError as exc:
-                    self.outcomes[branch].append(f"{type(exc).__name__}: {exc}")
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
+@pytest.fixture
+def velocity_source(bundle, tmp_path) -> Path:
+    """The fixture's own 24 library models as a velocity library to rebuild from."""
+    return velocity_library(bundle, tmp_path / "velocity-library")
 
 
-def _found(branch: str, body: dict) -> bool:
-    if branch == "velocity":
-        return len(body["results"]) == 5
-    return all(len(s["similar"]) == 5 for s in body["stations"])
+def _folders(bundle: Path, branch) -> set[str]:
+    return {f"index/{p.name}" for p in (bundle / "index").glob(f"{branch.index_name}-*")}
 
 
-def _index_path(url: str, branch: str) -> str:
-    body = httpx.get(url + "/v1/bundle", timeout=30).json()
-    return body["index"]["path"] if branch == "velocity" else body["events"]["index"]["path"]
+def _env(**extra: str) -> dict[str, str]:
+    return {"SEISLENS_PREFER_GPU": "false", "SEISLENS_ADMIN_TOKEN": TOKEN, **extra}
 
 
-def _wait_for_index(url: str, branch: str, path: str) -> None:
-    deadline = time.monotonic() + RELOAD_TIMEOUT_S
-    while (served := _index_path(url, branch)) != path:
-        assert time.monotonic() < deadline, f"the service still serves {served}, not {path}"
-        time.sleep(0.2)
-
-
-def test_rebuilding_both_indexes_under_load_fails_no_request(
-    served, tiny_velocity_data, tiny_event_bundle
+def test_rebuilding_both_branches_twice_while_hot_reloading_fails_no_request(
+    bundle, velocity_source, event_library, tmp_path
 ):
-    bundle, url = served
-    before = read_manifest(bundle).indexes
-    with Load(url) as load:
-        time.sleep(1.0)
-        velocity = build(bundle, VELOCITY, [tiny_velocity_data], progress=False)
-        _wait_for_index(url, "velocity", velocity.path)
-        events = build(bundle, EVENTS, [tiny_event_bundle.events], progress=False)
-        _wait_for_index(url, "events", events.path)
-        time.sleep(1.0)
-    for branch, outcomes in load.outcomes.items():
-        failed = [o for o in outcomes if o != "ok"]
-        assert len(outcomes) >= 3 and not failed, (
-            f"{branch}: {len(failed)} failed, e.g. {failed[:3]}"
+    first = read_manifest(bundle).indexes
+    sources = {"velocity": [velocity_source], "events": [event_library]}
+    env = _env(SEISLENS_WATCH_INTERVAL_S="0.2")
+    with running_server(bundle, tmp_path / "server.log", env) as server:
+        [lease] = read_leases(bundle)
+        assert lease.pid == server.pid
+        assert {first["velocity"].path, first["events"].path} <= lease.paths
+        queries = default_queries(CER.read_bytes())
+        report = rebuild_under_load(server.url, bundle, sources, 2, queries, 8, settle_s=0.2)
+        [lease] = read_leases(bundle)
+        now = read_manifest(bundle).indexes
+        assert {now["velocity"].path, now["events"].path} <= lease.paths
+    assert report.failed == 0, report.examples
+    assert dict(report.rebuilds) == {"velocity": 2, "events": 2}
+    assert report.reloads >= 4  # the watcher's, one per rebuild
+    assert report.requests >= 20 and all(c.get("ok") for c in report.outcomes.values())
+    assert read_leases(bundle) == []  # removed at shutdown
+
+
+def test_rebuilds_without_a_reload_keep_what_the_server_holds(bundle, velocity_source, tmp_path):
+    """Two velocity rebuilds while the server keeps its first load (no watcher): its
+    folder is two builds old, beyond ``keep``, yet nothing it holds goes (the lease is
+    the same for both branches: tests/index/test_retention.py)."""
+    first = read_manifest(bundle).indexes["velocity"].path
+    with running_server(bundle, tmp_path / "server.log", _env()) as server:
+        queries = default_queries(CER.read_bytes())
+        report = rebuild_under_load(
+            server.url,
+            bundle,
+            {"velocity": [velocity_source]},
+            2,
+            queries,
+            reload="none",
+            admin_token=TOKEN,
+            settle_s=1.0,
         )
-    after = read_manifest(bundle).indexes
-    assert after["velocity"].path == velocity.path != before["velocity"].path
-    assert after["events"].path == events.path != before["events"].path
-    for branch in (VELOCITY, EVENTS):  # the previous folders stay until the next build
-        assert (bundle / before[branch.index_name].path).is_dir()
-        assert (bundle / after[branch.index_name].path).is_dir()
+    assert report.failed == 0, report.examples
+    assert report.reloads == 1 and dict(report.rebuilds) == {"velocity": 2}
+    assert (bundle / first).is_dir() and len(_folders(bundle, VELOCITY)) == 3
+    entry = build(bundle, VELOCITY, [velocity_source], progress=False)
+    assert not (bundle / first).exists()  # nobody holds it now: pruned
+    assert len(_folders(bundle, VELOCITY)) == 2 and (bundle / entry.path).is_dir()
+
+
+def test_killed_rebuilds_leave_a_loadable_bundle(bundle, velocity_source, event_library):
+    for branch, source, kills in ((VELOCITY, velocity_source, 2), (EVENTS, event_library, 1)):
+        report = killed_rebuilds(bundle, branch, [source], kills)
+        assert report.kills == kills and report.lost == 0, report.problems
+        assert report.final_build and report.leftovers == [], report
+    assert leftovers(bundle) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("branch", [VELOCITY, EVENTS], ids=lambda b: b.name)
+def test_twenty_killed_rebuilds_of_each_branch(bundle, velocity_source, event_library, branch):
+    source = velocity_source if branch is VELOCITY else event_library
+    report = killed_rebuilds(bundle, branch, [source], kills=20, seed=1)
+    assert report.kills == 20 and report.lost == 0, report.problems
+    assert report.killed_while_building >= 15  # most kills land in a running build
+    assert report.final_build and report.leftovers == [], report

@@ -286,3 +286,66 @@ def test_empty_input_and_config_validation():
         EventPreprocessConfig(freqmin_hz=10.0, freqmax_hz=5.0)
     with pytest.raises(ValueError):
         EventPreprocessConfig(freqmax_hz=60.0)
+
+
+# --------------------------------------------------------------------------- long low-rate records
+
+
+def _long_low_rate(seconds: float = 600.0, rate: float = 20.0, p_s: float = 300.0) -> Stream:
+    """A 3 Hz packet at ``p_s`` in noise, at ``rate`` (the band-pass caps at 9 Hz)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * rate)) / rate
+    decay = np.exp(-np.clip(t - p_s, 0.0, None) / 4.0)
+    burst = np.where(t > p_s, decay, 0.0) * np.sin(2 * np.pi * 3 * t)
+    return _stream(rng.standard_normal((3, t.size)) + 30 * burst, rate=rate)
+
+
+@pytest.mark.parametrize("p_arrival", [None, T0 + 300.0])
+def test_long_low_rate_record_is_windowed_before_resampling(p_arrival):
+    """Forced onto the window-first path, a 10 min 20 Hz record gives the window the
+    whole-record path gives: the same rule and P position, a start within one input
+    sample, the same samples (given P) and the same spectrum (STA/LTA at 20 Hz)."""
+    from seislens.models import event_preprocess as ep
+
+    traces = list(_long_low_rate())
+    config = EventPreprocessConfig()
+    whole = ep._station_window("XX.TST", traces, config, p_arrival, whole_max_samples=10**9)
+    first = ep._station_window("XX.TST", traces, config, p_arrival, whole_max_samples=0)
+    assert first.rule == whole.rule == ("p_arrival" if p_arrival else "sta_lta")
+    assert abs(first.start - whole.start) <= 1 / 20.0 and first.p_sample == whole.p_sample
+    assert first.waveform.shape == whole.waveform.shape == (3, 6000)
+    a, b = waveform_to_spectrum(whole.waveform), waveform_to_spectrum(first.waveform)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+    if p_arrival is not None:
+        peak = np.abs(whole.waveform).max()
+        assert np.abs(first.waveform - whole.waveform).max() < 1e-3 * peak
+
+
+def test_resampling_path_depends_on_length_at_100_hz():
+    from seislens.models.event_preprocess import (
+        RESAMPLE_WHOLE_MAX_SAMPLES,
+        resample_whole,
+        resampled_samples,
+    )
+
+    assert resample_whole(10**8, 100.0) and resample_whole(10**8, 200.0)
+    assert resample_whole(RESAMPLE_WHOLE_MAX_SAMPLES // 5, 20.0)
+    assert not resample_whole(RESAMPLE_WHOLE_MAX_SAMPLES // 5 + 1, 20.0)
+    assert resampled_samples(1_000_000, 2.5) == 40_000_000  # the issue's 1.8 MB file
+    assert resampled_samples(3000, 200.0) == 3000 and resampled_samples(7, 0.0) == 7
+
+
+def test_six_hours_at_20_hz_cost_their_own_samples():
+    """A 6 h 20 Hz record (432,000 samples, 2,160,000 at 100 Hz) is windowed in less
+    memory than two copies of it at 100 Hz (52 MB each; resampled whole it peaks at
+    155 MB, windowed first at 69 MB, mostly the input's own copies)."""
+    import tracemalloc
+
+    stream = _long_low_rate(seconds=6 * 3600.0, p_s=3 * 3600.0)
+    tracemalloc.start()
+    [window] = stream_to_windows(stream, p_arrival=T0 + 3 * 3600.0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert window.rule == "p_arrival" and window.p_sample == 500
+    assert window.input_sampling_rate_hz == 20.0 and window.padded_s == 0
+    assert peak < 2 * (3 * 2_160_000 * 8)

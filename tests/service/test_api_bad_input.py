@@ -225,7 +225,7 @@ def test_reload_to_bundle_whose_index_mismatches_its_encoder(
     c = make_client()
     r = c.post("/v1/admin/reload", json={"bundle": str(bad)}, headers=_auth())
     _refused(r, 409, "bundle refused", "still serving", "rebuild the index")
-    assert c.get("/v1/bundle").json()["path"] == str(tiny_bundle)
+    assert c.get("/v1/bundle", headers=_auth()).json()["path"] == str(tiny_bundle)
     assert metric_value(c, 'seislens_bundle_reloads_total{outcome="refused"}') == 1
     assert_serves(c, sample)
 

@@ -23,7 +23,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def test_bundle_summary(client, tiny_bundle):
     body = client.get("/v1/bundle").json()
     manifest = read_manifest(tiny_bundle)
-    assert body["path"] == str(tiny_bundle) and body["name"] == manifest.name
+    assert body["path"] is None and body["name"] == manifest.name  # paths: admin only
     assert body["embed_dim"] == 256
     for key in ("seismic", "velocity", "descriptor"):
         expected = manifest.velocity.encoders[key].sha256
@@ -116,7 +116,7 @@ def test_reload_swaps_to_a_new_bundle(make_client, sample, tiny_bundle, tmp_path
     body = r.json()
     assert body["previous"]["path"] == str(tiny_bundle)
     assert body["current"]["path"] == str(copy) and body["current"]["models"] == 24
-    assert c.get("/v1/bundle").json()["path"] == str(copy)
+    assert c.get("/v1/bundle", headers=AUTH).json()["path"] == str(copy)
     assert search(c, sample.segy, k=3).json()["results"] == before
     # no body: re-read the current bundle from disk (e.g. after `seislens index build`)
     r = c.post("/v1/admin/reload", headers=AUTH)

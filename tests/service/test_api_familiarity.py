@@ -40,7 +40,8 @@ EXAMPLE = DEFAULT.parents[1] / "examples" / "curvefault-b_test0.sgy"
 @pytest.fixture(scope="module")
 def default_client(settings):
     """The committed default bundle (calibrated on 200 held-out generated gathers)."""
-    with TestClient(create_app(settings.model_copy(update={"bundle": DEFAULT}))) as c:
+    served = {"bundle": DEFAULT, "lease_ttl_s": 0}  # read in place: no lease file written
+    with TestClient(create_app(settings.model_copy(update=served))) as c:
         yield c
 
 

@@ -226,7 +226,7 @@ def mutated_files(draw: st.DrawFn) -> bytes:
 
 
 @settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,

@@ -28,7 +28,12 @@ from service_helpers import ADMIN_TOKEN, search
 
 Trigger = Callable[[TestClient], object]
 ELSEWHERE = {"not_ready", "too_large", "store_unavailable", "no_event_encoders", "no_events_index"}
-"""Examples checked by tests of their own (they need another bundle or settings)."""
+ELSEWHERE |= {"deadline", "reader_crashed", "too_much_memory", "busy", "reader_unavailable"}
+"""Examples checked by tests of their own (they need another bundle or settings; the
+parse workers' answers: tests/service/test_parse_pool.py)."""
+BODY_ERRORS = {"malformed_multipart", "malformed_json", "upload_timeout", "too_large"}
+"""Errors every operation with a body documents (test_body_errors_are_documented)."""
+ELSEWHERE |= BODY_ERRORS
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -103,6 +108,7 @@ def test_velocity_model_and_estimate_errors_are_documented(event_client):
         {
             "unknown_model": lambda c: c.get("/v1/velocity/models/123456"),
             "bad_model_id": lambda c: c.get("/v1/velocity/models/abc"),
+            "model_id_out_of_range": lambda c: c.get(f"/v1/velocity/models/{2**63}"),
             "bad_format": lambda c: c.get("/v1/velocity/models/0", params={"format": "tiff"}),
         },
     )
@@ -328,6 +334,9 @@ def test_admin_errors_are_documented(make_client, event_client):
             "reload_in_progress": reload_while_busy,
             "outside_bundle_root": lambda c: make_client(bundle_root=Path("/bundles")).post(
                 "/v1/admin/reload", json={"bundle": "../etc"}, headers=AUTH
+            ),
+            "invalid_request": lambda c: c.post(
+                "/v1/admin/reload", content=b"{bundle", headers=AUTH
             ),
         },
     )

@@ -41,7 +41,8 @@ fixture = Path(sys.argv[1])
 sample = np.load(fixture / "velocity_sample.npz")
 buffer = io.BytesIO()
 np.save(buffer, sample["gather"])
-settings = Settings(bundle=fixture / "bundle", onnx_threads=1, prefer_gpu=False)
+# lease_ttl_s=0: the committed fixture is served in place; no lease file is written into it
+settings = Settings(bundle=fixture / "bundle", onnx_threads=1, prefer_gpu=False, lease_ttl_s=0)
 with TestClient(create_app(settings)) as client:
     ready = client.get("/readyz").status_code
     r = client.post("/v1/velocity/search", files={"file": ("g.npy", buffer.getvalue())})
