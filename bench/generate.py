@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from seislens.data.velocity_families import velocity_models
 from seislens.data.velocity_forward import ForwardConfig, source_columns
-from seislens.data.wavelets import ricker
 from seislens.data.velocity_generate import VelocityGenConfig, generate_velocity_dataset
+from seislens.data.wavelets import ricker
 
 
 def _init() -> None:

@@ -27,10 +27,17 @@ def test_a_calibration_gather_is_familiar_and_spreads_are_calibrated(client, sam
     fam = body["familiarity"]
     assert 0.0 <= fam["score"] <= 1.0 and fam["warning"] is None
     assert "24 held-out" in fam["calibration"]
-    scale = read_manifest(tiny_bundle).velocity.calibration.std_scale
+    from seislens.models.familiarity import spread_scale
+
+    cal = read_manifest(tiny_bundle).velocity.calibration
+    assert cal.familiarity_bins and cal.std_scale_by_bin  # the fixture has per-bin factors
     for name, est in body["inferred_descriptors"].items():
         assert est["calibrated"] is True
-        assert est["std"] == pytest.approx(est["neighbour_std"] * scale[name], abs=1e-3)
+        scale = spread_scale(cal, name, fam["score"])
+        assert est["std"] == pytest.approx(est["neighbour_std"] * scale, abs=1e-3)
+    predicted = body["predicted_descriptors"]  # the fixture's tiny preset has a head
+    assert set(predicted) == set(body["inferred_descriptors"])
+    assert all(p["std"] > 0 and p["calibrated"] for p in predicted.values())
 
 
 DEFAULT = Path(__file__).resolve().parents[2] / "artifacts" / "default"

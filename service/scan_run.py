@@ -1,0 +1,273 @@
+"""One scan of a long recording, start to end: what the scan job, the CLI and the
+benchmark run (:func:`scan_recording`).
+
+Per station of the plan (:mod:`~seislens.service.scan_reader`), in turn: the window
+starts are taken ``chunk_s`` at a time; each chunk is read with ``margin_s`` of overlap on
+both sides, split into gap-free segments, conditioned, its windows classified in
+batches and its STA/LTA onsets kept (:mod:`~seislens.models.event_scan`); the mapped
+pages are then dropped. Memory therefore follows the chunk and the batch, not the file:
+what grows with the file is 8 numbers per window (32 bytes) and one pair per onset.
+Then the station's detections, and over all stations the events
+(:mod:`~seislens.models.event_association`), located when station coordinates are
+given.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from seislens.models.contract import WINDOW_S
+from seislens.models.event_association import (
+    AssociationConfig,
+    Location,
+    PTravelTimes,
+    StationPosition,
+    associate,
+    combine_estimates,
+    combine_probabilities,
+    event_label,
+    locate,
+)
+from seislens.models.event_scan import (
+    Detection,
+    Estimate,
+    ScanConfig,
+    WindowScores,
+    classify_windows,
+    condition_segment,
+    find_detections,
+    trigger_onsets,
+    window_grid,
+)
+from seislens.service.scan_reader import (
+    MappedRecording,
+    ScanBudgets,
+    StationPlan,
+    UploadPlan,
+    read_segments,
+)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """How far a scan is: windows classified of those planned, the station at work."""
+
+    done: int
+    total: int
+    station: str
+
+    @property
+    def fraction(self) -> float:
+        """done / total (1 when nothing is planned)."""
+        return self.done / self.total if self.total else 1.0
+
+
+ProgressFn = Callable[[ScanProgress], None]
+
+
+@dataclass
+class ScannedEvent:
+    """Detections at one or more stations taken as one event.
+
+    Attributes:
+        members: the detections, in time order.
+        probabilities: the combined class probabilities; label: the event's type.
+        agreement: share of the stations whose own label is ``label``.
+        depth, magnitude: combined estimates (None when the heads give none).
+        location: the grid-search location, or None; location_note: why not.
+    """
+
+    members: list[Detection]
+    probabilities: dict[str, float]
+    label: str
+    agreement: float
+    depth: Estimate | None
+    magnitude: Estimate | None
+    location: Location | None = None
+    location_note: str | None = None
+
+    @property
+    def time(self) -> float:
+        """The origin time when located, else the earliest member's reference time."""
+        if self.location is not None:
+            return self.location.origin_time
+        return min(m.reference_time for m in self.members)
+
+
+@dataclass
+class ScanResult:
+    """What a scan found, and what it needs to be written out."""
+
+    filename: str
+    classes: tuple[str, ...]
+    config: ScanConfig
+    association: AssociationConfig
+    plan: UploadPlan
+    series: list[tuple[StationPlan, WindowScores]]
+    detections: list[Detection]
+    events: list[ScannedEvent]
+    located: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def windows(self) -> int:
+        """Windows classified over every station."""
+        return sum(len(s) for _, s in self.series)
+
+
+def planned_windows(plan: UploadPlan, stride_s: float) -> int:
+    """Windows a scan of ``plan`` classifies at most (gaps make it fewer)."""
+    origin = plan.start
+    total = 0
+    for s in plan.stations:
+        first = math.ceil((s.start - origin) / stride_s - 1e-9)
+        last = math.floor((s.end - WINDOW_S - origin) / stride_s + 1e-9)
+        total += max(0, last - first + 1)
+    return total
+
+
+def scan_recording(
+    path: Path,
+    filename: str,
+    embedder: Any,
+    config: ScanConfig,
+    budgets: ScanBudgets,
+    positions: dict[str, StationPosition] | None = None,
+    association: AssociationConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> ScanResult:
+    """Scan a miniSEED recording with a bundle's event embedder.
+
+    Args:
+        path: the file.
+        filename: the client's name for it.
+        embedder: the bundle's :class:`~seislens.models.event_embedders.EventEmbedder`.
+        config: windowing, threshold and batching.
+        budgets: what the file may declare.
+        positions: station coordinates (``NET.STA`` → position), to locate events.
+        association: grouping and location settings (None: the defaults, with the
+            bundle's distance MAE as the least distance uncertainty when it has one).
+        progress: called after every chunk.
+    Raises:
+        EventInputError: the file cannot be scanned (not miniSEED, over a budget, no
+            station with three components).
+    """
+    t0 = time.perf_counter()
+    association = association or AssociationConfig()
+    with MappedRecording(path, filename, budgets) as recording:
+        plan = recording.plan(embedder.pre)
+        total = planned_windows(plan, config.stride_s)
+        t1 = time.perf_counter()
+        series: list[tuple[StationPlan, WindowScores]] = []
+        done = 0
+        for station in plan.stations:
+
+            def counted(windows: int, name: str = station.station) -> None:
+                nonlocal done
+                done += windows
+                if progress is not None:
+                    progress(ScanProgress(min(done, total), total, name))
+
+            series.append(
+                (station, _scan_station(recording, station, plan.start, embedder, config, counted))
+            )
+    t2 = time.perf_counter()
+    classes = tuple(embedder.classes)
+    detections = [
+        d for st, scores in series for d in find_detections(st.station, scores, classes, config)
+    ]
+    events = group_events(detections, positions, association)
+    t3 = time.perf_counter()
+    return ScanResult(
+        filename=filename,
+        classes=classes,
+        config=config,
+        association=association,
+        plan=plan,
+        series=series,
+        detections=detections,
+        events=events,
+        located=positions is not None,
+        seconds={"read_headers": t1 - t0, "scan": t2 - t1, "associate": t3 - t2},
+    )
+
+
+def _scan_station(
+    recording: MappedRecording,
+    station: StationPlan,
+    origin: float,
+    embedder: Any,
+    config: ScanConfig,
+    counted: Callable[[int], None],
+) -> WindowScores:
+    """Every grid window of one station, chunk by chunk (``counted`` is told how many
+    windows each chunk classified)."""
+    pre = embedder.pre
+    parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+    triggers: list[tuple[float, float]] = []
+    last_start = station.end - WINDOW_S
+    c0 = station.start
+    while c0 <= last_start + 1e-6:
+        final = c0 + config.chunk_s > last_start
+        c1 = last_start + 1e-3 if final else c0 + config.chunk_s
+        lo = max(station.start, c0 - config.margin_s)
+        hi = min(station.end, c1 + WINDOW_S + config.margin_s)
+        windows = 0
+        for seg in read_segments(recording, station, lo, hi, pre.max_gap_s):
+            conditioned = condition_segment(seg.data, seg.rate, pre, config.taper_s)
+            starts, offsets = window_grid(
+                seg.start, conditioned.shape[1], origin, config.stride_s, c0, c1
+            )
+            if len(starts):
+                probs, reg = classify_windows(embedder, conditioned, offsets, config.batch_size)
+                parts.append((starts, probs, reg))
+                windows += len(starts)
+            triggers.extend(
+                (t, peak)
+                for t, peak in trigger_onsets(conditioned[0], seg.start, pre, config)
+                if t >= c0 and (final or t < c1)
+            )
+        recording.release()
+        counted(windows)
+        c0 = c1
+    return WindowScores.join(
+        parts, triggers, len(embedder.classes), tuple(embedder.regression_outputs)
+    )
+
+
+def group_events(
+    detections: list[Detection],
+    positions: dict[str, StationPosition] | None,
+    config: AssociationConfig,
+) -> list[ScannedEvent]:
+    """The events of a scan's detections: grouped, typed, located when positions are
+    known (:mod:`~seislens.models.event_association`)."""
+    if not detections:
+        return []
+    times = PTravelTimes()
+    events = []
+    for members in associate(detections, positions, times, config):
+        probs = combine_probabilities([m.probabilities for m in members])
+        label = event_label(probs)
+        event = ScannedEvent(
+            members=members,
+            probabilities=probs,
+            label=label,
+            agreement=sum(m.label == label for m in members) / len(members),
+            depth=combine_estimates(members, "depth"),
+            magnitude=combine_estimates(members, "magnitude"),
+        )
+        if positions is not None:
+            event.location = locate(members, positions, times, config)
+            if event.location is None:
+                event.location_note = (
+                    "not located: fewer than two of its stations have an onset and coordinates"
+                )
+        events.append(event)
+    return events

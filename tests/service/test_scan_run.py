@@ -1,0 +1,77 @@
+"""Whole scans (service/scan_run.py): inserted events found in a multi-hour synthetic
+recording, and chunk boundaries that change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from obspy import Stream
+from scan_helpers import DEFAULT_BUNDLE, START, station_traces, write_mseed
+from seislens.data.event_continuous import ContinuousConfig, write_continuous
+from seislens.index.bundle import read_manifest
+from seislens.models.event_embedders import EventEmbedder
+from seislens.models.event_scan import ScanConfig
+from seislens.service.scan_outputs import probability_stream
+from seislens.service.scan_reader import ScanBudgets
+from seislens.service.scan_run import scan_recording
+
+BUDGETS = ScanBudgets(max_stations=10, max_traces=10_000, max_channel_samples=10**8)
+
+
+def embedder_of(bundle):
+    return EventEmbedder(bundle, read_manifest(bundle).events, ["CPUExecutionProvider"], 1)
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="no default bundle")
+def test_scan_of_a_two_hour_recording_finds_the_inserted_events(tmp_path):
+    config = ContinuousConfig(duration_s=7200.0, events=4, snr_db=(15.0, 25.0), seed=5)
+    rec = write_continuous(tmp_path / "two-hours.mseed", config)
+    progress = []
+    result = scan_recording(
+        rec.path,
+        "two-hours.mseed",
+        embedder_of(DEFAULT_BUNDLE),
+        ScanConfig(),
+        BUDGETS,
+        progress=progress.append,
+    )
+    assert result.windows == 715  # (7200 - 60) / 10 + 1 windows on one station
+    assert progress[-1].done == progress[-1].total == 715 and len(progress) == 2  # per chunk
+    found = 0
+    for event in rec.events:
+        p = event.stations["SY.S000"].p_time
+        covering = [d for d in result.detections if d.start <= p <= d.end]
+        assert covering, f"the {event.label} with P at {p} was not detected"
+        found += covering[0].label == event.label
+        if covering[0].onset is not None:
+            assert abs(covering[0].onset - p) < 3.0
+    assert found >= 3  # the class of at least three of the four
+    false = [
+        d
+        for d in result.detections
+        if not any(d.start <= e.stations["SY.S000"].p_time <= d.end for e in rec.events)
+    ]
+    assert len(false) <= 2  # the default bundle's rate: about 4 a day (bench/event_scan.py)
+    assert len(result.events) == len(result.detections)  # one station: one event each
+
+
+def test_chunk_boundaries_change_no_window(tiny_event_bundle, tmp_path):
+    traces = station_traces("A", 1500.0, seed=3)
+    rng = np.random.default_rng(4)
+    for k, tr in enumerate(traces):  # a burst 700 s in
+        tr.data[70_000:72_000] += (3000 * rng.standard_normal(2000) * (k + 1)).astype(np.int32)
+    path = write_mseed(tmp_path / "burst.mseed", Stream(traces))
+    embedder = embedder_of(tiny_event_bundle.bundle)
+    whole = scan_recording(path, "burst.mseed", embedder, ScanConfig(chunk_s=3600.0), BUDGETS)
+    chunked = scan_recording(path, "burst.mseed", embedder, ScanConfig(chunk_s=300.0), BUDGETS)
+    (_, a), (_, b) = whole.series[0], chunked.series[0]
+    assert len(a) == len(b) == 145
+    assert np.array_equal(a.starts, b.starts)
+    assert np.allclose(a.probabilities, b.probabilities, atol=0.01)
+    assert [round(t, 2) for t, _ in a.triggers] == [round(t, 2) for t, _ in b.triggers]
+    # the probability traces: one per class, a sample per window at its centre
+    stream = probability_stream(whole, seisbench_names=True)
+    assert sorted(t.stats.channel for t in stream) == sorted(
+        f"SeisLens_{c}" for c in embedder.classes
+    )
+    assert stream[0].stats.starttime == START + 30.0 and stream[0].stats.npts == 145
