@@ -47,9 +47,14 @@ TARGET_NAMES = EVENT_TARGETS
 TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
     "distance": INFO_COLUMNS["distance_km"],
     "depth": ("source_depth_km",),
-    "magnitude": ("source_magnitude",),
+    "magnitude": ("source_magnitude_ml", "source_magnitude"),
 }
-"""Accepted metadata columns for each target (case-insensitive, first match wins)."""
+"""Accepted metadata columns for each target (case-insensitive, first match wins).
+
+The magnitude target is the local magnitude where the metadata has one (the synthetic
+generator's ``source_magnitude_ml``, measured on its own Wood-Anderson record), since
+regional catalogues — the recordings users bring — report ML; a real dataset's own
+``source_magnitude`` otherwise."""
 
 WindowMode = Literal["catalog", "auto"]
 View = WindowMode | float

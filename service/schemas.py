@@ -346,7 +346,10 @@ class StationClassification(StationEvents):
     label: str = Field(description="the most probable event type")
     distance_km: Quantity = Field(description="epicentral distance inferred by the model")
     depth_km: Quantity = Field(description="source depth inferred by the model")
-    magnitude: Quantity = Field(description="magnitude inferred by the model")
+    magnitude: Quantity = Field(
+        description="local magnitude (ML, the kind regional catalogues report) inferred by "
+        "the model"
+    )
 
 
 class SkippedStation(BaseModel):

@@ -66,6 +66,11 @@ class TrainConfig(BaseModel):
     name: str
     seed: int = 0
     threads: int = Field(1, gt=0, description="torch threads")
+    init_from: Path | None = Field(
+        None,
+        description="a run folder whose network weights start a fresh run (fine-tuning "
+        "with a new schedule); the networks must have the same architecture",
+    )
 
     def stages(self) -> list[tuple[str, OptimConfig]]:
         """(stage name, its optimiser settings), in training order."""

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from seislens.training.config import OptimConfig, TrainConfig
-from seislens.training.runs import RunError, RunFolder
+from seislens.training.runs import RunError, RunFolder, read_checkpoint
 from seislens.training.schedule import lr_at, stage_steps
 from tqdm import tqdm
 
@@ -144,6 +144,8 @@ def run_training(training: BranchTraining[Any], run_dir: Path) -> dict[str, Any]
         torch.set_rng_state(state["torch_rng"])
         training.restore(state)
         run = _Progress(state["done"], state["metrics"], state.get("best"))
+    elif cfg.init_from is not None:
+        _init_weights(net, cfg.init_from, training.branch)
 
     plan = [(stage, e) for stage in stages for e in range(stage.optim.epochs)]
     opt, opt_stage, step = None, None, 0
@@ -188,6 +190,17 @@ def run_training(training: BranchTraining[Any], run_dir: Path) -> dict[str, Any]
     if run.best is not None:
         summary["best"] = {"epoch": run.best["epoch"], "score": run.best["score"]}
     return summary
+
+
+def _init_weights(net: torch.nn.Module, run_dir: Path, branch: str) -> None:
+    """Load another run's network weights into a fresh ``net`` (fine-tuning)."""
+    source = read_checkpoint(run_dir)
+    if source.get("branch") != branch:
+        raise RunError(f"init_from {run_dir}: a {source.get('branch')} run, not {branch}")
+    try:
+        net.load_state_dict(source["network"])
+    except RuntimeError as exc:
+        raise RunError(f"init_from {run_dir}: another architecture ({exc})") from exc
 
 
 def _check_batches(training: BranchTraining[Any], stages: list[Stage]) -> None:

@@ -245,3 +245,28 @@ def test_one_config_mechanism(tmp_path):
     assert velocity.optim.warmup_steps == 5 and velocity.optim.max_steps == 3
     with pytest.raises(ValueError, match=r"optim\.epochs is 0: nothing to train"):
         load_config("velocity", "tiny", {"optim": {"epochs": 0}})
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(tmp_path):
+    toy_train(ToyConfig(), tmp_path / "base")
+    base = torch.load(tmp_path / "base" / CHECKPOINT, weights_only=False)["network"]
+    # zero epochs of training but one stage: the weights are the base run's, moved on
+    tuned_cfg = ToyConfig(init_from=tmp_path / "base", first={"epochs": 0}, seed=1)
+    # a step of lr 0 keeps the loaded weights exactly
+    tuned_cfg.second.lr = 1e-12
+    toy_train(tuned_cfg, tmp_path / "tuned")
+    tuned = torch.load(tmp_path / "tuned" / CHECKPOINT, weights_only=False)["network"]
+    assert torch.allclose(tuned["linear.weight"], base["linear.weight"], atol=1e-6)
+    fresh = ToyConfig(first={"epochs": 0}, seed=1)
+    fresh.second.lr = 1e-12
+    toy_train(fresh, tmp_path / "fresh")
+    scratch = torch.load(tmp_path / "fresh" / CHECKPOINT, weights_only=False)["network"]
+    assert not torch.allclose(scratch["linear.weight"], base["linear.weight"], atol=1e-3)
+
+
+def test_init_from_refuses_a_missing_run_and_another_architecture(tmp_path):
+    with pytest.raises(RunError, match=r"has no checkpoint\.pt"):
+        toy_train(ToyConfig(init_from=tmp_path / "nothing"), tmp_path / "a")
+    toy_train(ToyConfig(), tmp_path / "base")
+    with pytest.raises(RunError, match="another architecture"):
+        toy_train(ToyConfig(init_from=tmp_path / "base", model={"width": 5}), tmp_path / "b")
