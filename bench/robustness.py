@@ -113,7 +113,8 @@ from seislens.models.contract import CELL_M, GATHER_DT_MS, N_RECEIVERS, N_SHOTS,
 from seislens.models.descriptors import DESCRIPTOR_NAMES, compute_descriptors, relative_errors
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
-from seislens.models.familiarity import familiarity, spread_scale
+from seislens.models.familiarity import familiarity, signal_factor, spread_scale
+from seislens.models.gather_quality import lateral_snr_db
 from seislens.models.manifest import VelocityCalibration
 from seislens.service.settings import Settings
 from seislens.training.metrics import recall_at_k
@@ -501,14 +502,19 @@ def head_figures(
 
 
 def familiarity_of(
-    library: LoadedLibrary, seismic: np.ndarray, calibration: VelocityCalibration | None
+    library: LoadedLibrary,
+    seismic: np.ndarray,
+    calibration: VelocityCalibration | None,
+    gathers: np.ndarray,
 ) -> np.ndarray:
-    """Each query's familiarity (Q,) from its best library score; NaN without a
-    calibration."""
+    """Each query's familiarity (Q,) as the service scores it: its best library score's
+    CDF capped by the signal factor of the gather's (Q, shots, time, receivers) lateral
+    SNR; NaN without a calibration."""
     best = library.search(seismic, 1)[0][:, 0]
     if calibration is None:
         return np.full(len(best), np.nan)
-    return familiarity(best, calibration)
+    cap = np.array([signal_factor(lateral_snr_db(g), calibration) for g in gathers])
+    return np.minimum(familiarity(best, calibration), cap)
 
 
 def warned_rate(fam: np.ndarray, calibration: VelocityCalibration | None) -> float:
@@ -528,7 +534,7 @@ def score(
     """Closed- and open-set figures, ±1 std coverage, the head's figures and
     familiarity of one query set; and each query's familiarity (N,)."""
     e = embed(embedder, gathers)
-    fam = familiarity_of(library, e.seismic, calibration)
+    fam = familiarity_of(library, e.seismic, calibration, gathers)
     opened = open_set(library, {"seismic": e.seismic, "desc": desc, "models": models})
     raw, calibrated = coverage(library, e.seismic, desc, calibration, fam)
     figures = {
@@ -670,7 +676,7 @@ def geometry_row(
     data = np.stack([u.data for u in got.uploads])
     seismic = embed(embedder, data).seismic
     recall = recall_against(seismic, gallery, got.rows)
-    fam = familiarity_of(library, seismic, calibration)
+    fam = familiarity_of(library, seismic, calibration, data)
     partial = np.array([u.partial_geometry for u in got.uploads])
     served = partial | (fam < calibration.warn_below) if calibration else partial
     mapped = mapped_summary(got.uploads)
@@ -793,7 +799,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[str]]]:
         n_odd = max(10, args.gallery // 4)
         if calibration is not None:
             for name, g in odd_gathers(n_odd, args.seed).items():
-                fam = familiarity_of(library, embed(embedder, g).seismic, calibration)
+                fam = familiarity_of(library, embed(embedder, g).seismic, calibration, g)
                 tables["odd"].append(
                     [name, cell(auroc(inside, fam)), cell(warned_rate(fam, calibration))]
                 )

@@ -7,8 +7,13 @@ use the same functions.
   library among held-out in-distribution queries' best scores
   (:class:`~seislens.models.manifest.VelocityCalibration.top1_scores`): 0.5 is a typical
   in-distribution query, 0 is less similar to the library than every calibration query.
-  It never increases when the best score falls, so a gather buried in more noise is
-  never reported more familiar unless its match improves.
+  It never increases when the best score falls. A gather buried in noise can still
+  find a close match (faint noise moves the best score a few hundredths either way, and
+  an encoder maps a gather drowned far below its training's noise floor to wherever it
+  maps noise), so the score is capped by a **signal factor** of the gather's own
+  signal-to-noise estimate (:func:`signal_factor`,
+  :func:`seislens.models.gather_quality.lateral_snr_db`): 1 at and above the
+  calibration's ``snr_db_full``, 0 at and below ``snr_db_zero``, linear between.
 * **Calibrated spread**: split-conformal scaling of the neighbours' weighted standard
   deviation, per descriptor: the factor is the ``coverage`` quantile of
   |truth − mean| / std over the calibration queries, so mean ± factor·std held the truth
@@ -21,6 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 from seislens.models.manifest import VelocityCalibration
+
+SNR_DB_FULL = 5.0
+"""Estimated lateral SNR (dB) from which a gather's familiarity is not capped: the
+encoders' training noise reaches 0 dB true SNR, which the estimate reads as about
+−3 dB, so the cap starts a little above the trained range."""
+SNR_DB_ZERO = -10.0
+"""Estimated lateral SNR (dB) at which the cap reaches 0: noise three times the gather's
+own RMS (−9.5 dB true), far below anything the encoders were trained on."""
 
 SPREAD_FLOOR_FRACTION = 1e-3
 """Spreads below this fraction of a descriptor's floor count as the floor fraction in the
@@ -35,6 +48,24 @@ def familiarity(best_score: float | np.ndarray, calibration: VelocityCalibration
         raise ValueError("calibration top1_scores must be a non-empty ascending list")
     score = np.asarray(best_score, dtype=np.float64)
     return np.searchsorted(ref, score, side="right") / ref.size
+
+
+def signal_factor(snr_db: float | None, calibration: VelocityCalibration) -> float:
+    """In [0, 1]: how far the gather's estimated SNR (dB) stands above the calibration's
+    floor — 1 at or above ``snr_db_full``, 0 at or below ``snr_db_zero``, linear between;
+    1 when the calibration sets no floor or the SNR could not be estimated."""
+    full, zero = calibration.snr_db_full, calibration.snr_db_zero
+    if snr_db is None or full is None or zero is None:
+        return 1.0
+    return float(np.clip((snr_db - zero) / (full - zero), 0.0, 1.0))
+
+
+def capped_familiarity(
+    best_score: float, snr_db: float | None, calibration: VelocityCalibration
+) -> float:
+    """The familiarity of a query: its best score's empirical CDF, capped by the signal
+    factor of its estimated SNR (never above either)."""
+    return min(float(familiarity(best_score, calibration)), signal_factor(snr_db, calibration))
 
 
 def conformal_scale(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 READABLE_VERSIONS: tuple[int, ...] = (1,)
@@ -79,7 +79,10 @@ class VelocityCalibration(_Open):
     the calibration queries by familiarity; ``std_scale_by_bin`` holds each bin's
     factors (non-increasing with familiarity, so an unfamiliar query gets wider
     spreads) and ``head_std_scale_by_bin`` the same for the descriptor head's predicted
-    std. Empty lists: the single ``std_scale`` serves every query. Valid only for the
+    std. Empty lists: the single ``std_scale`` serves every query. ``snr_db_full`` and
+    ``snr_db_zero`` (dB of the gather's lateral SNR estimate) cap the familiarity of
+    noisy gathers (:func:`seislens.models.familiarity.signal_factor`); None: no cap.
+    Valid only for the
     index at ``index_path`` embedded by the encoder ``encoder_sha256``; the service
     ignores it otherwise.
     """
@@ -95,8 +98,19 @@ class VelocityCalibration(_Open):
     familiarity_bins: list[float] = Field(default_factory=list)
     std_scale_by_bin: list[dict[str, float]] = Field(default_factory=list)
     head_std_scale_by_bin: list[dict[str, float]] = Field(default_factory=list)
+    snr_db_full: float | None = None
+    snr_db_zero: float | None = None
     data: list[str] = Field(default_factory=list)
     created: str | None = None
+
+    @model_validator(mode="after")
+    def _snr_floor(self) -> VelocityCalibration:
+        full, zero = self.snr_db_full, self.snr_db_zero
+        if (full is None) != (zero is None):
+            raise ValueError("snr_db_full and snr_db_zero are set together or not at all")
+        if full is not None and zero is not None and not full > zero:
+            raise ValueError(f"snr_db_full {full} must exceed snr_db_zero {zero}")
+        return self
 
 
 class VelocitySection(BranchSection):

@@ -7,15 +7,17 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
-from seislens.data.gather_files import GatherUpload, read_gather
+from seislens.data.gather_files import GatherUpload
 from seislens.index.metadata import ItemRecord
 from seislens.models.branches import VELOCITY
 from seislens.models.descriptors import DESCRIPTOR_UNITS
 from seislens.models.estimation import ESTIMATE_METHOD
+from seislens.models.gather_quality import lateral_snr_db
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, EstimatesDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
 from seislens.service.errors import InvalidParameterError, NotFoundError
+from seislens.service.parse_jobs import GATHER, parse_error_docs, read_gather_upload
 from seislens.service.rendering import (
     BINARY_RESPONSES,
     SPACING_M,
@@ -111,8 +113,11 @@ UNKNOWN_FAMILY = ErrorDoc(
     "Family not in the library",
     lambda: unknown_family("flatvel-c", ["curvefault-b", "flatvel-a"]),
 )
+GATHER_PARSE_ERRORS = parse_error_docs(GATHER)
+"""The parse workers' answers for gather uploads (:mod:`~seislens.service.parse_jobs`)."""
 _SEARCH_ERRORS = error_responses(
     *docs.GATHER_ERRORS,
+    *GATHER_PARSE_ERRORS,
     docs.K_OUT_OF_RANGE,
     UNKNOWN_FAMILY,
     ErrorDoc(422, "missing_file", "Neither a `file` field nor a raw body", missing_upload),
@@ -189,7 +194,7 @@ def search_velocity(
     start = time.perf_counter()
     check_family(bundle, family)
     with uploaded_file(file, raw, settings.max_upload_bytes) as (path, filename):
-        upload = read_gather(path, filename)
+        upload = read_gather_upload(path, filename, settings)
     read_s = time.perf_counter() - start
     k = k or settings.default_k
     branch = bundle.branches[VELOCITY.name]
@@ -205,7 +210,8 @@ def search_velocity(
         VelocitySearchResponse, request, query, query_id, outcome, settings.estimate_temperature
     )
     best = float(outcome.scores[0]) if len(outcome.scores) else None
-    return with_familiarity(answer, best, branch, upload.partial_geometry)
+    snr_db = lateral_snr_db(upload.data)
+    return with_familiarity(answer, best, branch, upload.partial_geometry, snr_db)
 
 
 @router.get(

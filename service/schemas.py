@@ -64,6 +64,12 @@ class Familiarity(BaseModel):
         "match scored at most this gather's (0.5 is typical; null when not calibrated)"
     )
     best_score: float | None = Field(description="the best match's cosine similarity")
+    snr_db: float | None = Field(
+        None,
+        description="the gather's signal-to-noise ratio in dB estimated from the coherence "
+        "of neighbouring traces (about +20 dB for a clean synthetic gather, −12 dB for pure "
+        "noise); a low value caps the score",
+    )
     warning: str | None = Field(description="set when the score is below the bundle's threshold")
     calibration: str | None = Field(description="what the score was calibrated on, or why not")
 

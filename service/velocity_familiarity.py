@@ -13,7 +13,7 @@ it answers without them and says why.
 from __future__ import annotations
 
 from seislens.models.branches import VELOCITY
-from seislens.models.familiarity import familiarity, spread_scale
+from seislens.models.familiarity import capped_familiarity, signal_factor, spread_scale
 from seislens.models.manifest import VelocityCalibration
 from seislens.service.schemas import (
     DescriptorEstimate,
@@ -43,6 +43,12 @@ def branch_calibration(branch: LoadedBranch) -> tuple[VelocityCalibration | None
     return cal, None
 
 
+NOISY = (
+    "the gather is mostly noise (estimated signal-to-noise ratio {snr:.1f} dB from the "
+    "coherence of neighbouring traces; the encoders were trained down to about "
+    "{full:.0f} dB on this scale): its matches say little about the subsurface"
+)
+
 PARTIAL_GEOMETRY = (
     "the gather covers only part of the model frame (missing shots or receivers, "
     "zero-filled): the encoders were trained with such gaps, but answers from part of the "
@@ -57,11 +63,13 @@ def with_familiarity(
     best_score: float | None,
     branch: LoadedBranch,
     partial_geometry: bool = False,
+    snr_db: float | None = None,
 ) -> VelocitySearchResponse:
     """``answer`` with its familiarity and calibrated spreads, from the one calibration
-    check of this request (see :func:`branch_calibration`)."""
+    check of this request (see :func:`branch_calibration`); ``snr_db`` is the gather's
+    lateral SNR estimate (:func:`seislens.models.gather_quality.lateral_snr_db`)."""
     cal, why = branch_calibration(branch)
-    fam = _familiarity(best_score, cal, why, partial_geometry)
+    fam = _familiarity(best_score, cal, why, partial_geometry, snr_db)
     update: dict[str, object] = {
         "familiarity": fam,
         "inferred_descriptors": _calibrated_spreads(answer.inferred_descriptors, cal, fam.score),
@@ -78,20 +86,26 @@ def _familiarity(
     cal: VelocityCalibration | None,
     why: str | None,
     partial_geometry: bool,
+    snr_db: float | None,
 ) -> Familiarity:
     """The familiarity of a gather whose best library match scored ``best_score``;
     ``partial_geometry`` (shots or receivers missing from the frame) always warns."""
     partial = PARTIAL_GEOMETRY if partial_geometry else None
     if cal is None or best_score is None:
-        return Familiarity(score=None, best_score=best_score, warning=partial, calibration=why)
-    score = float(familiarity(best_score, cal))
+        return Familiarity(
+            score=None, best_score=best_score, snr_db=snr_db, warning=partial, calibration=why
+        )
+    score = capped_familiarity(best_score, snr_db, cal)
     warnings = [partial] if partial else []
-    if score < cal.warn_below:
+    if signal_factor(snr_db, cal) < cal.warn_below:
+        warnings.append(NOISY.format(snr=snr_db, full=cal.snr_db_full))
+    elif score < cal.warn_below:
         percent = 100.0 * (1.0 - score)
         warnings.append(UNFAMILIAR.format(score=score, threshold=cal.warn_below, percent=percent))
     return Familiarity(
         score=round(score, 4),
         best_score=round(best_score, 6),
+        snr_db=snr_db,
         warning="; ".join(warnings) or None,
         calibration=f"{cal.queries} held-out in-distribution gathers, k = {cal.k}",
     )

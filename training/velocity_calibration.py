@@ -20,7 +20,13 @@ from seislens.data.openfwi import OpenFWIDataset
 from seislens.models.descriptors import DESCRIPTOR_FLOORS, DESCRIPTOR_NAMES
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
-from seislens.models.familiarity import conformal_scale, familiarity, monotone_bin_scales
+from seislens.models.familiarity import (
+    SNR_DB_FULL,
+    SNR_DB_ZERO,
+    conformal_scale,
+    familiarity,
+    monotone_bin_scales,
+)
 from seislens.models.library_view import LibraryView
 from seislens.models.manifest import VelocityCalibration
 from seislens.training.velocity_eval import embed_gathers_with_head_of
@@ -40,6 +46,8 @@ def calibrate_velocity(
     coverage: float = 0.6827,
     progress: bool = True,
     n_bins: int = 3,
+    snr_db_full: float | None = SNR_DB_FULL,
+    snr_db_zero: float | None = SNR_DB_ZERO,
 ) -> VelocityCalibration:
     """Familiarity reference and spread factors from held-out gathers.
 
@@ -54,6 +62,8 @@ def calibrate_velocity(
         coverage: the coverage the calibrated ±1 spread is to have.
         progress: a progress bar while embedding.
         n_bins: familiarity bins of equal width for the per-bin factors (1: none).
+        snr_db_full, snr_db_zero: the signal factor's ramp (dB of the lateral SNR
+            estimate) that caps the familiarity of noisy gathers; None: no cap.
 
     Raises:
         ValueError: fewer than ``MIN_QUERIES`` gathers, or k < 1.
@@ -84,6 +94,8 @@ def calibrate_velocity(
         warn_below=warn_below,
         coverage=coverage,
         std_scale=scale,
+        snr_db_full=snr_db_full,
+        snr_db_zero=snr_db_zero,
         data=[str(Path(d.folder)) for d in datasets],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -81,3 +81,33 @@ def test_spread_scale_uses_the_query_bin_or_the_single_factor():
     assert spread_scale(cal, "vmean", None) == 1.5  # no familiarity: the pooled factor
     plain = cal.model_copy(update={"familiarity_bins": [], "std_scale_by_bin": []})
     assert spread_scale(plain, "vmean", 0.1) == 1.5
+
+
+def test_the_signal_factor_caps_familiarity_of_noisy_gathers():
+    from seislens.models.familiarity import capped_familiarity, signal_factor
+
+    cal = _calibration([0.5, 0.6, 0.7, 0.8]).model_copy(
+        update={"snr_db_full": 5.0, "snr_db_zero": -10.0}
+    )
+    assert signal_factor(20.0, cal) == 1.0 and signal_factor(-12.0, cal) == 0.0
+    assert signal_factor(-2.5, cal) == pytest.approx(0.5)
+    assert signal_factor(None, cal) == 1.0  # no estimate: no cap
+    assert signal_factor(-12.0, _calibration([0.5])) == 1.0  # no floor: no cap
+    assert capped_familiarity(0.99, 20.0, cal) == 1.0
+    assert capped_familiarity(0.99, -2.5, cal) == pytest.approx(0.5)
+    assert capped_familiarity(0.55, -2.5, cal) == pytest.approx(0.25)
+    ladder = [capped_familiarity(0.99, snr, cal) for snr in (20, 5, 0, -5, -10, -15)]
+    assert ladder == sorted(ladder, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("full", "zero", "match"),
+    [(5.0, None, "together"), (-10.0, 5.0, "must exceed")],
+)
+def test_the_signal_floor_is_checked(full, zero, match):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        _calibration([0.5]).model_validate(
+            {**_calibration([0.5]).model_dump(), "snr_db_full": full, "snr_db_zero": zero}
+        )
