@@ -47,14 +47,13 @@ TARGET_NAMES = EVENT_TARGETS
 TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
     "distance": INFO_COLUMNS["distance_km"],
     "depth": ("source_depth_km",),
-    "magnitude": ("source_magnitude_ml", "source_magnitude"),
+    "magnitude": ("source_magnitude",),
 }
 """Accepted metadata columns for each target (case-insensitive, first match wins).
 
-The magnitude target is the local magnitude where the metadata has one (the synthetic
-generator's ``source_magnitude_ml``, measured on its own Wood-Anderson record), since
-regional catalogues — the recordings users bring — report ML; a real dataset's own
-``source_magnitude`` otherwise."""
+The synthetic generator's magnitude is the moment magnitude Mw it drew; its
+``source_magnitude_ml`` (measured on its own Wood-Anderson record after the noise is
+scaled to the drawn SNR) scatters by about 1.1 units around it and is not a target."""
 
 WindowMode = Literal["catalog", "auto"]
 View = WindowMode | float

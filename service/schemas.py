@@ -353,8 +353,8 @@ class StationClassification(StationEvents):
     distance_km: Quantity = Field(description="epicentral distance inferred by the model")
     depth_km: Quantity = Field(description="source depth inferred by the model")
     magnitude: Quantity = Field(
-        description="local magnitude (ML, the kind regional catalogues report) inferred by "
-        "the model"
+        description="magnitude inferred by the model (trained on the synthetic "
+        "generator's Mw; a real catalogue's ML or MA agrees to a few tenths at small sizes)"
     )
 
 
