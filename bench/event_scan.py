@@ -26,7 +26,10 @@ Kharita et al. 2025's description, not the authors' code), fed the same windows 
 spectra through the same reader, conditioning and batching, with **untrained weights**:
 only its wall time and memory mean something here (its class quality on trained weights
 is in bench/event_quality.py). It thus measures the network's cost, not QuakeXNet's own
-preprocessing (their 50 Hz, 100 s windows).
+preprocessing (their 50 Hz, 100 s windows). The peer shares the spectra path
+(``--per-window-spectra`` switches both) but classifies every window, as a sliding-window
+classifier does; SeisLens's cascade gate (``--gate``, 0 for off) is its own, and the
+table's "to network" column is the share of windows that reached the network.
 """
 
 from __future__ import annotations
@@ -168,7 +171,11 @@ def run_scan(args: argparse.Namespace) -> None:
         args.file.name,
         embedder,
         ScanConfig(
-            stride_s=args.stride, threshold=args.threshold, peak_threshold=args.peak_threshold
+            stride_s=args.stride,
+            threshold=args.threshold,
+            peak_threshold=args.peak_threshold,
+            gate_ratio=None if args.model == "peer" or args.gate <= 0 else args.gate,
+            segment_spectra=args.segment_spectra,
         ),
         ScanBudgets(50, 1_000_000, 10**9),
         positions=positions,
@@ -179,6 +186,7 @@ def run_scan(args: argparse.Namespace) -> None:
         "wall_s": round(wall, 2),
         "load_s": round(load_s, 2),
         "windows": result.windows,
+        "network_windows": result.network_windows,
         "stages_s": {
             **{k: round(v, 2) for k, v in result.seconds.items()},
             **{k: round(v, 2) for k, v in embedder.seconds.items()},
@@ -232,7 +240,11 @@ def scan_in_child(
         str(args.threshold),
         "--peak-threshold",
         str(args.peak_threshold),
+        "--gate",
+        str(args.gate),
     ]
+    if not args.segment_spectra:
+        argv.append("--per-window-spectra")
     if stations_json is not None:
         argv += ["--stations-json", str(stations_json)]
     env = {
@@ -260,6 +272,7 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
     used = [False] * len(dets)
     hits = correct = arrivals = 0
     onset_errors = []
+    misses: list[dict[str, Any]] = []
     per_event: list[list[int]] = []
     for event in truth["events"]:
         found = []
@@ -272,6 +285,7 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
                 if d["station"] == station and d["start"] <= p <= d["end"]
             ]
             if not match:
+                misses.append({"station": station, "label": event["label"], **st})
                 continue
             i = min(match, key=lambda k: abs((dets[k]["onset"] or dets[k]["start"] + 60) - p))
             for k in match:
@@ -290,6 +304,7 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
         "false_detections": false,
         "false_per_day": false / days,
         "false_list": [dets[i] for i, u in enumerate(used) if not u],
+        "missed_list": misses,
         "class_accuracy": correct / hits if hits else float("nan"),
         "onset_error_median_s": float(np.median(onset_errors)) if onset_errors else float("nan"),
         "onsets": f"{len(onset_errors)}/{hits}",
@@ -351,6 +366,7 @@ def main() -> None:
                 f"{scan['windows']}",
                 f"{scan['windows'] / max(scan['wall_s'], 1e-9):.1f}",
                 f"{scan['stages_s'].get('network', 0):.1f}",
+                f"{scan['network_windows'] / max(scan['windows'], 1):.2f}",
                 f"{scan['peak_rss_mib']:.0f}",
                 f"{s['recall']:.3f}" if model == "seislens" else "(untrained)",
                 f"{s['false_per_day']:.1f}" if model == "seislens" else "–",
@@ -364,6 +380,7 @@ def main() -> None:
             "windows",
             "windows/s",
             "network s",
+            "to network",
             "peak RSS MiB",
             "recall",
             "false/station-day",
@@ -381,6 +398,10 @@ def main() -> None:
     if args.verbose:
         for d in s["false_list"]:
             print("  false:", json.dumps(d))
+        for m in s["missed_list"]:
+            print("  missed:", json.dumps(m))
+    for model, r in results.items():
+        print(f"{model} stages (s): {json.dumps(r['scan']['stages_s'])}")
     if "one_answer" in s:
         print(
             f"one answer per event: {s['one_answer']:.3f} of {s['multi_station_events']} events "
@@ -407,6 +428,15 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--stride", type=float, default=10.0)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--peak-threshold", type=float, default=0.95)
+    p.add_argument(
+        "--gate", type=float, default=2.0, help="SeisLens's STA/LTA gate (0: off; peer: off)"
+    )
+    p.add_argument(
+        "--per-window-spectra",
+        dest="segment_spectra",
+        action="store_false",
+        help="spectra per window instead of one STFT per segment",
+    )
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip the peer")
     p.add_argument("--locate", action="store_true", help="give the scan the station coordinates")
     p.add_argument("--work", type=Path, default=ROOT / "data" / "bench", help="recordings cache")

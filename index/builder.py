@@ -32,7 +32,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from seislens.index.retention import (
     prune,
     with_retained,
 )
+from seislens.index.shards import ShardWriter
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
 from seislens.index.velocity_items import VelocityItems
 from seislens.models.branches import Branch
@@ -81,6 +82,8 @@ class BuildConfig:
             defaults.
         keep: index folders of the branch kept after the switch, the new one included
             (>= 1); folders a running service holds are kept besides.
+        shards: also write the index as this many shards (ids split by ``id % shards``,
+            :mod:`~seislens.index.shards`); 1: the single index only.
     """
 
     index: VectorIndexConfig | None = None
@@ -89,6 +92,41 @@ class BuildConfig:
     max_per_folder: int | None = None
     options: Any = None
     keep: int = DEFAULT_KEEP
+    shards: int = 1
+
+
+@dataclass(frozen=True)
+class PartsJob:
+    """The embedding step of a build, as an engine gets it.
+
+    Attributes:
+        bundle: the bundle directory; branch, section: what embeds.
+        items: the branch's library items; sources: what :meth:`LibraryItems.discover`
+            found at ``paths`` (with ``max_per_folder``), in order.
+        paths: the library paths given; max_per_folder: the cap applied.
+        embedder: the branch embedder opened by the build (in this process).
+        work: the resumable work folder (``index/.work-<request>``).
+        part_size: items per part; options: the branch's build options.
+        progress: whether to show progress.
+    """
+
+    bundle: Path
+    branch: Branch
+    section: BranchSection
+    items: LibraryItems
+    sources: list[Source]
+    paths: list[Path]
+    max_per_folder: int | None
+    embedder: Any
+    work: Path
+    part_size: int
+    options: Any
+    progress: bool
+
+
+PartsEmbedder = Callable[[PartsJob], list[Path]]
+"""An embedding engine: writes every missing part of a job to its work folder and
+returns all part files in order (:func:`part_plan`'s)."""
 
 
 def build(
@@ -98,6 +136,7 @@ def build(
     config: BuildConfig | None = None,
     progress: bool = True,
     resume: bool = True,
+    embed_parts: PartsEmbedder | None = None,
 ) -> IndexEntry:
     """Embed the library at ``sources`` into the bundle's index of ``branch``.
 
@@ -109,6 +148,8 @@ def build(
         progress: a progress bar while embedding.
         resume: reuse parts of an interrupted build of the same request (False: embed
             everything again).
+        embed_parts: the embedding engine (default: in this process, one part after
+            another; :mod:`~seislens.index.ray_build` runs it on Ray Data).
 
     Returns:
         The manifest's new index entry (already switched to).
@@ -126,6 +167,8 @@ def build(
     old = manifest.indexes.get(branch.index_name)
     if config.add and old is None:
         raise BundleError(f"{bundle} has no {branch.name} index to add to; build one first")
+    if config.shards < 1 or (config.add and config.shards > 1):
+        raise BundleError(f"shards is {config.shards}; expected >= 1 (1 with add)")
     found = items.discover([Path(p) for p in sources], config.max_per_folder, options)
     with contextlib.ExitStack() as stack:
         base = None
@@ -139,11 +182,17 @@ def build(
         if not resume:
             shutil.rmtree(work, ignore_errors=True)
         embedder = branch.build_embedder(bundle, section, None, 0)
-        parts = _embed_parts(items, embedder, found, work, config.part_size, options, progress)
+        job = PartsJob(
+            bundle, branch, section, items, found, [Path(p) for p in sources],
+            config.max_per_folder, embedder, work, config.part_size, options, progress,
+        )  # fmt: skip
+        parts = (embed_parts or _embed_parts)(job)
         build_id = _build_id(branch)
         out = bundle / "index" / build_id
         with building(out):
-            count, refused = _written(parts, out, items, embedder.embed_dim, cfg, base)
+            count, refused = _written(
+                parts, out, items, embedder.embed_dim, cfg, base, config.shards
+            )
             entry = IndexEntry(
                 branch=branch.name,
                 encoder=branch.library_encoder,
@@ -216,32 +265,30 @@ def _build_id(branch: Branch) -> str:
     return f"{branch.index_name}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def _batches(sources: list[Source], size: int) -> Iterator[tuple[Source, int, int]]:
-    for src in sources:
+def part_plan(sources: list[Source], size: int, work: Path) -> list[tuple[Path, int, int, int]]:
+    """Every part of a build: (part file in ``work``, source index, start, stop), in the
+    order their items get ids. Every engine names parts this way, so any can resume."""
+    plan = []
+    for i, src in enumerate(sources):
         for s in range(0, src.count, size):
-            yield src, s, min(src.count, s + size)
+            plan.append((work / f"part-{len(plan):06d}.npz", i, s, min(src.count, s + size)))
+    return plan
 
 
-def _embed_parts(
-    items: LibraryItems,
-    embedder: Any,
-    sources: list[Source],
-    work: Path,
-    part_size: int,
-    options: Any,
-    progress: bool,
-) -> list[Path]:
-    """Embed every source in parts saved atomically to ``work``; skip finished parts."""
-    work.mkdir(parents=True, exist_ok=True)
-    total = sum(s.count for s in sources)
-    bar = tqdm(total=total, desc=f"embedding {items.unit}s", unit=items.unit, disable=not progress)
+def _embed_parts(job: PartsJob) -> list[Path]:
+    """Embed every source in parts saved atomically to the work folder, in this process;
+    skip finished parts."""
+    job.work.mkdir(parents=True, exist_ok=True)
+    total = sum(s.count for s in job.sources)
+    unit = job.items.unit
+    bar = tqdm(total=total, desc=f"embedding {unit}s", unit=unit, disable=not job.progress)
     parts = []
     try:
-        for k, (src, a, b) in enumerate(_batches(sources, part_size)):
-            path = work / f"part-{k:06d}.npz"
+        for path, i, a, b in part_plan(job.sources, job.part_size, job.work):
             parts.append(path)
             if not path.exists():
-                items.embed(embedder, src, a, b, options).save(path)
+                part = job.items.embed(job.embedder, job.sources[i], a, b, job.options)
+                part.save(path)
             bar.update(b - a)
     finally:
         bar.close()
@@ -255,6 +302,7 @@ def _written(
     dim: int,
     cfg: VectorIndexConfig,
     base: LoadedLibrary | None,
+    shards: int = 1,
 ) -> tuple[int, int]:
     """The new index folder ``out``, written completely; (items, refused).
 
@@ -262,7 +310,7 @@ def _written(
     a killed build leaves it to the next build's prune.
     """
     try:
-        return _assemble(items, parts, out, dim, cfg, base)
+        return _assemble(items, parts, out, dim, cfg, base, shards)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -275,9 +323,11 @@ def _assemble(
     dim: int,
     cfg: VectorIndexConfig,
     base: LoadedLibrary | None,
+    shards: int = 1,
 ) -> tuple[int, int]:
-    """Write vectors.faiss, items.sqlite and the per-item arrays into ``out``;
-    (items, refused). ``out`` exists (created by :func:`building`) and is empty."""
+    """Write vectors.faiss, items.sqlite and the per-item arrays into ``out`` (and the
+    ``shards`` shards when > 1); (items, refused). ``out`` exists (created by
+    :func:`building`) and is empty."""
     n_old = len(base) if base else 0
     sizes = [len(np.load(p)["family"]) for p in parts]
     n = n_old + sum(sizes)
@@ -296,16 +346,21 @@ def _assemble(
             store.add_many(r for r in base.records(np.arange(n_old)) if r is not None)
         if cfg.kind == "ivfpq" and not index.is_trained:
             index.train(np.concatenate([np.load(p)["vectors"] for p in parts]))
+        writer = ShardWriter(index, shards) if shards > 1 else None
         row = n_old
         for path in parts:
             part = ItemPart.load(path)
             refused += part.refused
             _add_part(items, part, row, index, store, arrays)
+            if writer is not None and len(part):
+                writer.add(part.vectors, np.arange(row, row + len(part), dtype=np.int64))
             row += len(part)
     for array in arrays.values():
         array.flush()
     del arrays
     index.save(out / "vectors.faiss")
+    if writer is not None:
+        writer.save(out)
     return n, refused
 
 

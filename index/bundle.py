@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from seislens.index.retention import (
@@ -78,6 +78,28 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def update_manifest(root: Path, change: Callable[[Manifest], Manifest]) -> Manifest:
+    """Change the bundle's manifest the way every writer does: under the bundle's lock
+    (:func:`~seislens.index.retention.bundle_lock`, the lock of the index switch and of
+    :func:`write_branch`), the manifest re-read, ``change`` applied to it, and the result
+    written in one atomic rename (:func:`write_manifest`). A switch made meanwhile by an
+    index build or a branch export is therefore kept, never overwritten.
+
+    Args:
+        root: the bundle folder.
+        change: the current manifest → the one to write (it may raise to refuse: nothing
+            is written then, e.g. when what it was computed for has changed).
+    Returns:
+        The manifest written.
+    Raises:
+        BundleError: no readable manifest; whatever ``change`` raises.
+    """
+    with bundle_lock(root):
+        manifest = change(read_manifest(root))
+        write_manifest(root, manifest)
+    return manifest
 
 
 def branch_section(root: Path, manifest: Manifest, branch: Branch) -> BranchSection:

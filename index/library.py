@@ -3,7 +3,9 @@
 An index folder (``<bundle>/index/<branch>-<build id>/``, written by
 :mod:`seislens.index.builder`) holds:
 
-* ``vectors.faiss`` — FAISS index of the library embeddings under ids 0..N-1;
+* ``vectors.faiss`` — FAISS index of the library embeddings under ids 0..N-1 (and,
+  from a sharded build, the same as N shards: :mod:`seislens.index.shards`, opened
+  instead);
 * ``items.sqlite``  — one metadata record per item (family, source, descriptors,
   metadata; ``row`` = its row in the arrays);
 * ``<name>.npy``    — per-item arrays, memory-mapped: the velocity branch's ``models``
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from seislens.index.bundle import BundleError, verify_index
 from seislens.index.metadata import ItemRecord, MetadataStore
+from seislens.index.shards import ShardedIndex, open_index
 from seislens.index.vector_index import VectorIndex, VectorIndexConfig
 from seislens.models.branches import Branch
 from seislens.models.manifest import IndexEntry, Manifest
@@ -44,7 +47,7 @@ class LoadedLibrary:
         branch: Branch,
         entry: IndexEntry,
         path: Path,
-        index: VectorIndex,
+        index: VectorIndex | ShardedIndex,
         store: MetadataStore,
         arrays: dict[str, np.ndarray],
     ) -> None:
@@ -80,7 +83,7 @@ class LoadedLibrary:
         if not path.is_dir():
             raise BundleError(f"{bundle_root}: index folder {entry.path} is missing")
         cfg = config or VectorIndexConfig.model_validate(entry.config)
-        index = VectorIndex.load(path / "vectors.faiss", cfg)
+        index = open_index(path, cfg)  # its shards when the build wrote them
         arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(path.glob("*.npy"))}
         counts = {"vectors": index.ntotal} | {name: len(a) for name, a in arrays.items()}
         if any(n != entry.count for n in counts.values()):

@@ -154,6 +154,15 @@ class VectorIndex:
         loaded._setup(index, _merge_config(found, config))
         return loaded
 
+    def empty_like(self) -> VectorIndex:
+        """An empty index of the same kind and parameters, sharing this one's training
+        (IVF-PQ quantisers are copied): the shards of one index start from it."""
+        index = faiss.clone_index(self._index)
+        index.reset()
+        twin = VectorIndex.__new__(VectorIndex)
+        twin._setup(index, self._config)
+        return twin
+
     def save(self, path: Path | str) -> None:
         """Write the index to ``path`` atomically: a temporary file in the same
         directory is written, flushed to disk, then renamed over ``path``."""

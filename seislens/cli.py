@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -68,8 +68,51 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+TRAIN_EXTRA_INSTALL = 'pip install -e ".[train]"'
+"""How to install what the training commands need (the ``train`` extra)."""
+
+
+def _missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The ``modules`` that cannot be found (not installed, or blocked)."""
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def needs_train_extra(*modules: str) -> Callable[[F], F]:
+    """A command that needs the ``train`` extra's ``modules`` (torch, deepwave, onnx):
+    when one is missing it says so in one line and exits 2 before doing anything, so
+    a serve-only install leaves no output folder behind."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            missing = _missing_modules(modules)
+            if missing:
+                typer.echo(
+                    f"error: this command needs the train extra ({', '.join(missing)} not "
+                    f"installed); install it with: {TRAIN_EXTRA_INSTALL}",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 @data_app.command("velocity")
 @user_errors
+@needs_train_extra("torch", "deepwave")
 def data_velocity(
     family: Annotated[str, typer.Option(help="flatvel-a … curvefault-b")],
     count: Annotated[int, typer.Option(help="number of samples")],
@@ -166,6 +209,7 @@ SET_HELP = "override one config value, e.g. optim.lr=2e-3 (repeat the option)"
 
 @train_app.command("velocity")
 @user_errors
+@needs_train_extra("torch")
 def train_velocity_cmd(
     config: Annotated[str, typer.Option(help="TOML/YAML file, or a preset: tiny, default")],
     run: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics)")] = Path(
@@ -202,6 +246,7 @@ def _train(
 
 @app.command("export")
 @user_errors
+@needs_train_extra("torch", "onnx")
 def export_cmd(
     run: Annotated[Path, typer.Option(help="a training run folder")],
     bundle: Annotated[Path, typer.Option(help="the bundle folder to write (created if absent)")],
@@ -223,6 +268,24 @@ def export_cmd(
         k: f"{v['max_abs_diff']:.1e} on {v.get('provider', '?')}" for k, v in section.parity.items()
     }
     typer.echo(f"wrote {name} encoders to {bundle}; onnxruntime vs torch: {parity}")
+
+
+class Engine(StrEnum):
+    """Where ``index build`` and ``serve`` run."""
+
+    local = "local"
+    ray = "ray"
+
+
+def _cluster_import(module: str) -> Any:
+    """A module of the cluster extra; a usage error naming the extra when ray is absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = "" if "cluster extra" in str(exc) else "; install it: pip install -e '.[cluster]'"
+        raise UsageError(f"{exc}{hint}") from None
 
 
 @index_app.command("build")
@@ -247,15 +310,34 @@ def index_build_cmd(
             "running service holds (its lease) are kept besides",
         ),
     ] = DEFAULT_KEEP,
+    engine: Annotated[
+        Engine, typer.Option(help="local (this process) or ray (Ray Data; the cluster extra)")
+    ] = Engine.local,
+    address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster (default: start a local one)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="--engine ray: embedding actors")] = 2,
+    shards: Annotated[
+        int, typer.Option(min=1, help="also write the index as this many shards")
+    ] = 1,
 ) -> None:
     """Embed a library into the bundle's index; the new index is swapped in atomically."""
     from seislens.index.builder import BuildConfig, build
     from seislens.index.vector_index import VectorIndexConfig
 
     cfg = BuildConfig(
-        index=VectorIndexConfig(kind=kind), add=add, max_per_folder=max_per_folder, keep=keep
+        index=VectorIndexConfig(kind=kind),
+        add=add,
+        max_per_folder=max_per_folder,
+        keep=keep,
+        shards=shards,
     )
-    entry = build(bundle, get_branch(branch.value), library, cfg)
+    if engine is Engine.ray:
+        ray_build = _cluster_import("seislens.index.ray_build")
+        run = ray_build.RayEngine(address=address, workers=workers)
+        entry = ray_build.ray_build(bundle, get_branch(branch.value), library, cfg, run)
+    else:
+        entry = build(bundle, get_branch(branch.value), library, cfg)
     typer.echo(f"{bundle}: {branch.value} index {entry.path} with {entry.count} items")
 
 
@@ -304,6 +386,7 @@ def eval_velocity_cmd(
 
 @bundle_app.command("build")
 @user_errors
+@needs_train_extra("torch", "deepwave", "onnx")
 def bundle_build_cmd(
     preset: Annotated[str, typer.Option(help="a preset name (default) or a TOML file")],
 ) -> None:
@@ -337,17 +420,29 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    engine: Annotated[
+        Engine, typer.Option(help="local (uvicorn) or ray (Ray Serve replicas; the cluster extra)")
+    ] = Engine.local,
+    replicas: Annotated[int, typer.Option(min=1, help="--engine ray: replicas at start")] = 2,
+    address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster (default: start a local one)")
+    ] = None,
 ) -> None:
-    """Start the HTTP service (uvicorn) on a bundle."""
+    """Start the HTTP service (uvicorn, or Ray Serve with --engine ray) on a bundle."""
     from seislens.service.server import serve
 
     if not (bundle / "manifest.json").exists():
         raise UsageError(f"{bundle} is not a bundle (no manifest.json); build or export one")
+    if engine is Engine.ray:
+        ray_serve = _cluster_import("seislens.service.ray_serve")
+        ray_serve.serve_on_ray(bundle, host, port, replicas, address)
+        return
     serve(bundle, host, port, log_level)
 
 
 @train_app.command("events")
 @user_errors
+@needs_train_extra("torch")
 def train_events_cmd(
     config: Annotated[str, typer.Option(help="TOML/YAML file, or a preset: tiny, default")],
     run: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics)")] = Path(

@@ -23,13 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from seislens.data.velocity_families import FAMILIES
 from seislens.data.velocity_physics import PhysicsRanges
 from seislens.training.config import load_config_file
+
+if TYPE_CHECKING:
+    from seislens.models.manifest import Manifest
 
 
 class BundlePreset(BaseModel):
@@ -189,9 +192,12 @@ def calibrate_velocity_bundle(
     """Calibrate the familiarity score and descriptor spreads of ``bundle``'s velocity
     index on held-out OpenFWI folders ``data``, and write the calibration into the
     velocity section of its manifest (atomically; refused if the index changed
-    meanwhile). Returns the :class:`~seislens.models.manifest.VelocityCalibration`."""
+    meanwhile). The manifest is changed under the bundle's lock, re-read there
+    (:func:`~seislens.index.bundle.update_manifest`), so an index switch or a branch
+    export made while calibrating is kept. Returns the
+    :class:`~seislens.models.manifest.VelocityCalibration`."""
     from seislens.data.openfwi import OpenFWIDataset
-    from seislens.index.bundle import BundleError, read_manifest, write_manifest
+    from seislens.index.bundle import BundleError, update_manifest
     from seislens.models.branches import VELOCITY
     from seislens.training.velocity_calibration import calibrate_velocity
     from seislens.training.velocity_data import expand_folders
@@ -210,18 +216,23 @@ def calibrate_velocity_bundle(
             warn_below,
             progress=progress,
         )
-    manifest = read_manifest(bundle)
-    if manifest.indexes[VELOCITY.index_name].path != entry.path:
-        raise BundleError(f"{bundle}: the velocity index changed while calibrating; rerun")
-    section = manifest.velocity.model_copy(update={"calibration": calibration})
-    write_manifest(bundle, manifest.with_section(VELOCITY.name, section))
+
+    def with_calibration(manifest: Manifest) -> Manifest:
+        if manifest.indexes[VELOCITY.index_name].path != entry.path:
+            raise BundleError(f"{bundle}: the velocity index changed while calibrating; rerun")
+        if manifest.velocity.encoders[VELOCITY.query_encoder].sha256 != query_sha:
+            raise BundleError(f"{bundle}: the velocity encoders changed while calibrating; rerun")
+        section = manifest.velocity.model_copy(update={"calibration": calibration})
+        return manifest.with_section(VELOCITY.name, section)
+
+    update_manifest(bundle, with_calibration)
     return calibration
 
 
 def build_bundle(preset: BundlePreset) -> dict[str, Any]:
     """Run the whole pipeline; returns the evaluation written into the manifest."""
     from seislens.index.builder import BuildConfig, build
-    from seislens.index.bundle import read_manifest, write_manifest
+    from seislens.index.bundle import update_manifest
     from seislens.models.branches import VELOCITY
     from seislens.training.branch_training import load_config, train
 
@@ -237,21 +248,20 @@ def build_bundle(preset: BundlePreset) -> dict[str, Any]:
     export_to_bundle(VELOCITY.name, Path(preset.run), out)
     build(out, VELOCITY, [train_root], BuildConfig(max_per_folder=preset.library_per_family))
     result = evaluate(VELOCITY.name, out, [test_root])
-    manifest = read_manifest(out)
-    velocity = manifest.velocity.model_copy(
-        update={
-            "evaluation": {
-                "data": str(test_root),
-                "note": "synthetic data (our generator); held-out seed; library = training models",
-                **json.loads(json.dumps(result)),
-            },
-            "build": {
-                "preset": preset.model_dump(),
-                "wall_seconds": round(time.perf_counter() - t0, 1),
-            },
-        }
+    recorded = {
+        "evaluation": {
+            "data": str(test_root),
+            "note": "synthetic data (our generator); held-out seed; library = training models",
+            **json.loads(json.dumps(result)),
+        },
+        "build": {
+            "preset": preset.model_dump(),
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+        },
+    }
+    update_manifest(
+        out, lambda m: m.with_section("velocity", m.velocity.model_copy(update=recorded))
     )
-    write_manifest(out, manifest.with_section("velocity", velocity))
     if preset.calibration_per_family:
         calib_root = _generate(
             preset, "calib", preset.calibration_per_family, preset.calibration_seed, preset.physics

@@ -24,13 +24,13 @@ from fastapi.routing import APIRoute
 from seislens.index.bundle import BundleError
 from seislens.index.leases import LeaseKeeper
 from seislens.models.branches import BRANCHES
-from seislens.service import routes_scans
+from seislens.service import routes_docs, routes_scans
 from seislens.service.api import api_router
-from seislens.service.error_docs import documented_openapi
 from seislens.service.errors import install_exception_handlers
 from seislens.service.estimation import EstimateStore
 from seislens.service.event_search import start_parse_workers
 from seislens.service.metrics import MetricsMiddleware, ServiceMetrics
+from seislens.service.openapi_doc import client_openapi
 from seislens.service.scan_jobs import ScanJobs
 from seislens.service.scan_uploads import RouteBodyLimits
 from seislens.service.settings import Settings
@@ -122,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served from vendored files instead of a CDN (routes_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.holder = holder
@@ -129,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.estimates = EstimateStore(settings.estimate_cache_size)
     app.state.scans = ScanJobs(settings)
     install_exception_handlers(app)
-    app.openapi = functools.partial(documented_openapi, app)  # type: ignore[method-assign]
+    app.openapi = functools.partial(client_openapi, app)  # type: ignore[method-assign]
     app.add_middleware(  # the service's body limits, the scan route's own (scan_uploads)
         RouteBodyLimits,
         max_file_bytes=settings.max_upload_bytes,
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
     app.include_router(api_router)
     app.include_router(routes_scans.router)
+    app.include_router(routes_docs.router)
     return app
 
 
@@ -156,8 +159,7 @@ def _load_at_startup(settings: Settings, leases: LeaseKeeper | None) -> LoadedBu
         log.error("cannot start: bundle %s cannot be served: %s", settings.bundle, exc)
         raise
     log.info("serving bundle %s from %s", bundle.name, bundle.path)
-    if "events" in bundle.branches:
-        start_parse_workers(settings)  # miniSEED uploads are read in worker processes
+    start_parse_workers(settings)  # gather and miniSEED uploads are read in worker processes
     for name, branch in BRANCHES.items():
         loaded = bundle.branches.get(name)
         if loaded is None:

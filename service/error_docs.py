@@ -37,7 +37,12 @@ from seislens.service.event_search import parse_p_arrival, read_miniseed, select
 from seislens.service.schemas import ErrorResponse, ValidationErrorResponse
 from seislens.service.settings import MAX_K, Settings
 from seislens.service.state import BundleNotLoadedError
-from seislens.service.uploads import UploadTimeoutError, UploadTooLargeError
+from seislens.service.uploads import (
+    RAW_BODY_TYPE,
+    UploadTimeoutError,
+    UploadTooLargeError,
+    unsupported_upload_type,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -81,7 +86,8 @@ class ErrorDoc:
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request body (multipart or JSON that cannot be parsed)",
+    400: "Malformed request body: multipart or JSON that cannot be parsed, or a multipart "
+    "text field over 1 MiB (send files as file parts: with a filename)",
     401: "Missing bearer token",
     403: "Wrong bearer token",
     404: "Not found",
@@ -133,7 +139,8 @@ def document_bodies(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` (changed in place) with, for every operation that takes a request body,
     the errors the framework answers before the route runs — 400 for a multipart or
     JSON body that cannot be parsed, 408 for a body too slow to arrive, 413 for one too
-    large — and ``minLength: 1`` on every file (binary) field: an empty file is refused."""
+    large, 415 for a body neither multipart nor a raw file where both are accepted — and
+    ``minLength: 1`` on every file (binary) field: an empty file is refused."""
     for path_item in doc.get("paths", {}).values():
         for operation in path_item.values():
             if isinstance(operation, dict) and "requestBody" in operation:
@@ -149,8 +156,11 @@ def document_bodies(doc: dict[str, Any]) -> dict[str, Any]:
 def _document_body_errors(operation: dict[str, Any]) -> None:
     content = operation["requestBody"].get("content", {})
     docs = [UPLOAD_TIMEOUT, TOO_LARGE]
-    if any(t.startswith("multipart/") for t in content):
+    multipart = any(t.startswith("multipart/") for t in content)
+    if multipart:
         docs.append(MALFORMED_MULTIPART)
+    if multipart and RAW_BODY_TYPE in content:  # a file part or the whole body
+        docs.append(UNSUPPORTED_UPLOAD_TYPE)
     if "application/json" in content:
         docs.append(MALFORMED_JSON)
     responses = operation.setdefault("responses", {})
@@ -447,6 +457,12 @@ def malformed_multipart() -> Exception:
 
 MALFORMED_MULTIPART = ErrorDoc(
     400, "malformed_multipart", "Multipart body that cannot be parsed", malformed_multipart
+)
+UNSUPPORTED_UPLOAD_TYPE = ErrorDoc(
+    415,
+    "unsupported_media_type",
+    "Neither multipart nor application/octet-stream",
+    lambda: unsupported_upload_type("text/plain"),
 )
 MALFORMED_JSON = ErrorDoc(
     400,

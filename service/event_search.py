@@ -27,21 +27,20 @@ import numpy as np
 from obspy import UTCDateTime
 from seislens.index.metadata import ItemRecord
 from seislens.models.event_preprocess import (
-    EventInputError,
     EventPreprocessConfig,
     EventWindow,
     stream_to_windows,
 )
-from seislens.service.errors import InvalidUploadError, UnavailableError
 from seislens.service.library_search import Neighbours, search_library
-from seislens.service.parse_pool import (
-    PoolBusyError,
-    PoolStartError,
-    WorkerCrashedError,
-    WorkerFailedError,
-    WorkerMemoryError,
-    WorkerTimeoutError,
-    shared_pool,
+from seislens.service.parse_jobs import (
+    MINISEED,
+    ParseBusyError,
+    ParseDeadlineError,
+    ParseMemoryError,
+    ParseUnavailableError,
+    ReaderCrashedError,
+    run_parse_job,
+    start_parse_workers,
 )
 from seislens.service.recordings import (
     RecordingBudgets,
@@ -50,7 +49,6 @@ from seislens.service.recordings import (
     read_miniseed,
     select_windows,
     warm_up_stream,
-    window_recording,
 )
 from seislens.service.settings import Settings
 
@@ -61,6 +59,11 @@ log = logging.getLogger("seislens.service")
 
 __all__ = [
     "EventOutcome",
+    "ParseBusyError",
+    "ParseDeadlineError",
+    "ParseMemoryError",
+    "ParseUnavailableError",
+    "ReaderCrashedError",
     "RecordingUpload",
     "RecordingWindows",
     "StationOutcome",
@@ -106,62 +109,6 @@ class EventOutcome:
 # --------------------------------------------------------------------------- reading
 
 
-class ParseDeadlineError(InvalidUploadError):
-    """Reading an upload ran past the parse deadline (422; its worker was killed)."""
-
-    def __init__(self, filename: str, seconds: float) -> None:
-        super().__init__(
-            f"reading {filename!r} and cutting its windows took longer than {seconds:g} s "
-            "(SEISLENS_PARSE_DEADLINE_S); its worker was stopped: send a shorter recording "
-            "or fewer channels",
-            "deadline",
-        )
-
-
-class ReaderCrashedError(InvalidUploadError):
-    """The miniSEED reader crashed on an upload (422; the worker is replaced)."""
-
-    def __init__(self, filename: str, cause: str) -> None:
-        super().__init__(
-            f"the miniSEED reader crashed on {filename!r} ({cause}): the file is malformed "
-            "in a way its record headers do not show; the service is unaffected",
-            "reader_crashed",
-        )
-
-
-class ParseMemoryError(InvalidUploadError):
-    """Reading an upload needed more memory than a parse worker may use (422)."""
-
-    def __init__(self, filename: str, limit_mib: int) -> None:
-        super().__init__(
-            f"reading {filename!r} needed more than the {limit_mib} MiB a parse worker may "
-            "use (SEISLENS_PARSE_WORKER_MEMORY_MIB): send a shorter recording",
-            "too_much_memory",
-        )
-
-
-class ParseBusyError(UnavailableError):
-    """Every parse worker stayed busy while the upload waited (503; retry shortly)."""
-
-    reason = "busy"
-    headers = {"Retry-After": "2"}  # noqa: RUF012
-
-    def __init__(self, workers: int, waited_s: float) -> None:
-        super().__init__(
-            f"all {workers} upload readers stayed busy for {waited_s:.1f} s "
-            "(SEISLENS_PARSE_WORKERS); retry shortly"
-        )
-
-
-class ParseUnavailableError(UnavailableError):
-    """No parse worker could be started (503)."""
-
-    reason = "reader_unavailable"
-
-    def __init__(self, why: str) -> None:
-        super().__init__(f"uploads cannot be read right now: {why}")
-
-
 _JOB = "seislens.service.recordings:window_recording"
 
 
@@ -174,7 +121,8 @@ def read_recording(
     settings: Settings,
 ) -> RecordingWindows:
     """Read a miniSEED upload and cut its station windows in a parse worker
-    (:mod:`~seislens.service.parse_pool`), within the settings' budgets and deadline.
+    (:func:`~seislens.service.parse_jobs.run_parse_job`), within the settings' budgets
+    and deadline.
 
     With ``parse_workers = 0`` the same work runs in this process, libmseed serialised
     by :data:`~seislens.service.recordings.MSEED_LOCK` (no deadline, no crash isolation).
@@ -192,41 +140,7 @@ def read_recording(
         settings.max_event_stations,
         RecordingBudgets.from_settings(settings),
     )
-    if settings.parse_workers == 0:
-        return window_recording(*args)
-    pool = shared_pool(settings.parse_workers, settings.parse_worker_memory_mib)
-    try:
-        return pool.call(_JOB, args, settings.parse_deadline_s)
-    except WorkerTimeoutError as exc:
-        log.warning("upload %r ran past the parse deadline (%g s)", filename, exc.seconds)
-        raise ParseDeadlineError(filename, exc.seconds) from exc
-    except WorkerCrashedError as exc:
-        log.error("the miniSEED reader crashed on upload %r (%s)", filename, exc.cause)
-        raise ReaderCrashedError(filename, exc.cause) from exc
-    except WorkerMemoryError as exc:
-        raise ParseMemoryError(filename, exc.limit_mib) from exc
-    except WorkerFailedError as exc:
-        raise EventInputError(
-            f"{filename!r} could not be read ({exc.summary}); {_EXPECTED}",
-            reason="unusable_recording",
-        ) from exc
-    except PoolBusyError as exc:
-        raise ParseBusyError(exc.workers, exc.waited_s) from exc
-    except PoolStartError as exc:
-        raise ParseUnavailableError(str(exc)) from exc
-
-
-_EXPECTED = "expected miniSEED with 3-component (Z, N, E or Z, 1, 2) traces"
-
-
-def start_parse_workers(settings: Settings) -> None:
-    """Start the parse workers of ``settings`` now (at service start-up), so the first
-    uploads do not wait seconds for them; nothing with ``parse_workers = 0``."""
-    if settings.parse_workers > 0:
-        try:
-            shared_pool(settings.parse_workers, settings.parse_worker_memory_mib).warm()
-        except PoolStartError as exc:  # uploads will try again, and answer 503 if it fails
-            log.error("parse workers could not be started: %s", exc)
+    return run_parse_job(MINISEED, _JOB, args, filename, settings)
 
 
 def parse_p_arrival(text: str) -> UTCDateTime:

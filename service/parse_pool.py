@@ -14,9 +14,14 @@ worker at a time:
 * a job waits at most its deadline for a free worker (:class:`PoolBusyError`).
 
 The job is a function named ``"module:function"`` and its (picklable) arguments; it
-returns a picklable result. A job's :class:`~seislens.models.event_preprocess.EventInputError`
-comes back as itself (message and reason), a ``MemoryError`` as
-:class:`WorkerMemoryError`, anything else as :class:`WorkerFailedError`.
+returns a picklable result. One pool serves every reader: miniSEED recordings
+(``recordings:window_recording``) and SEG-Y/SU/.npy gathers (``gather_files:read_gather``).
+A job's own refusal (one of :data:`REFUSALS`: the readers'
+:class:`~seislens.models.event_preprocess.EventInputError` and
+:class:`~seislens.data.gather_files.UploadError`) comes back as itself (type, message and
+reason), a ``MemoryError`` as :class:`WorkerMemoryError`, anything else as
+:class:`WorkerFailedError`. The service maps these onto answers in
+:mod:`~seislens.service.parse_jobs`.
 """
 
 from __future__ import annotations
@@ -37,12 +42,17 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from seislens.data.gather_files import UploadError
 from seislens.models.event_preprocess import EventInputError
 
 log = logging.getLogger("seislens.service")
 
 PRELOAD = ("seislens.service.parse_preload",)
 """Modules the forkserver imports once, so a new worker starts in milliseconds."""
+
+REFUSALS: tuple[type[EventInputError] | type[UploadError], ...] = (EventInputError, UploadError)
+"""The readers' refusals (each built from ``(message, reason=...)``): a job raising one
+has it raised again, as itself, by :meth:`ParsePool.call`."""
 
 _KILL_WAIT_S = 5.0
 
@@ -139,14 +149,16 @@ def _limit_memory(limit_mib: int) -> None:
 
 
 def _run_job(target: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The worker's reply to one job: ('ok', result), ('refused', message, reason),
-    ('memory',) or ('failed', summary, traceback)."""
+    """The worker's reply to one job: ('ok', result), ('refused', message, reason, kind)
+    with ``kind`` the refusal's index in :data:`REFUSALS`, ('memory',) or ('failed',
+    summary, traceback)."""
     try:
         module, name = target.split(":", 1)
         result = getattr(importlib.import_module(module), name)(*args)
         return ("ok", result)
-    except EventInputError as exc:
-        return ("refused", str(exc), exc.reason)
+    except REFUSALS as exc:
+        kind = next(i for i, cls in enumerate(REFUSALS) if isinstance(exc, cls))
+        return ("refused", str(exc), exc.reason, kind)
     except MemoryError:
         return ("memory",)
     except Exception as exc:
@@ -196,6 +208,26 @@ class _Worker:
         return self.stop()
 
 
+_PIPE_BUFFER_BYTES = 4 * 2**20
+"""Socket buffers asked for on a worker's pipe: a gather's answer (1.4 MB) then crosses
+in one write instead of ~20 wake-ups of the two processes (the kernel may grant less:
+``net.core.wmem_max``)."""
+
+
+def _widen(*conns: Connection) -> None:
+    """Ask for :data:`_PIPE_BUFFER_BYTES` send and receive buffers on socket pipes."""
+    import socket
+
+    for conn in conns:
+        with contextlib.suppress(OSError, ValueError):
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _PIPE_BUFFER_BYTES)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _PIPE_BUFFER_BYTES)
+            finally:
+                sock.close()
+
+
 def _context() -> BaseContext:
     """The forkserver context with the reading code preloaded (spawn where absent)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
@@ -233,7 +265,7 @@ class ParsePool:
             args: its arguments (picklable).
             deadline_s: wall seconds the job may run, and may wait for a free worker.
         Raises:
-            EventInputError: the job's own refusal.
+            EventInputError, UploadError: the job's own refusal (:data:`REFUSALS`).
             PoolError: timeout, crash, memory, unforeseen failure, busy or no start.
         """
         waited = time.monotonic()
@@ -292,6 +324,7 @@ class ParsePool:
     def _start(self) -> _Worker:
         ctx = _context()
         parent, child = ctx.Pipe(duplex=True)
+        _widen(parent, child)
         process = ctx.Process(
             target=_worker_main, args=(child, self.memory_mib), daemon=True, name="seislens-parse"
         )
@@ -332,7 +365,7 @@ class ParsePool:
         if kind == "ok":
             return reply[1]
         if kind == "refused":
-            raise EventInputError(reply[1], reason=reply[2])
+            raise REFUSALS[reply[3]](reply[1], reason=reply[2])
         if kind == "memory":
             raise WorkerMemoryError(self.memory_mib)
         log.warning("parse job failed: %s\n%s", reply[1], reply[2])

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Path, UploadFile
-from seislens.data.gather_files import read_gather
 from seislens.models.branches import EVENTS, VELOCITY
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, SettingsDep
@@ -20,6 +19,7 @@ from seislens.service.embedding_modalities import (
 )
 from seislens.service.error_docs import ErrorDoc, error_responses, invalid_value
 from seislens.service.event_search import read_recording
+from seislens.service.parse_jobs import read_gather_upload
 from seislens.service.routes_events import (
     EVENT_QUERY_ERRORS,
     FileField,
@@ -27,6 +27,7 @@ from seislens.service.routes_events import (
     event_branch,
     window_info,
 )
+from seislens.service.routes_velocity import GATHER_PARSE_ERRORS
 from seislens.service.schemas import SkippedStation
 from seislens.service.schemas_query import (
     DescriptorValues,
@@ -58,7 +59,11 @@ _UNKNOWN_MODALITY = ErrorDoc(
     "/gather",
     response_model=EmbeddingResponse,
     responses=error_responses(
-        *docs.GATHER_ERRORS, docs.MISSING_FILE, docs.TOO_LARGE, docs.NOT_READY
+        *docs.GATHER_ERRORS,
+        *GATHER_PARSE_ERRORS,
+        docs.MISSING_FILE,
+        docs.TOO_LARGE,
+        docs.NOT_READY,
     ),
     summary="Embed a shot gather (seismic encoder)",
 )
@@ -70,7 +75,7 @@ def embed_gather(
     """The unit-norm embedding the gather search searches with: the same upload, readers
     and preprocessing as `POST /v1/velocity/search`."""
     with saved_upload(file, settings.max_upload_bytes) as path:
-        upload = read_gather(path, file.filename or "upload")
+        upload = read_gather_upload(path, file.filename or "upload", settings)
     vector = bundle.branches[VELOCITY.name].embedder.embed_gathers(upload.data[None])[0]
     return EmbeddingResponse(
         **embedding_info(bundle, MODALITIES["gather"]),

@@ -6,7 +6,7 @@ starts are taken ``chunk_s`` at a time; each chunk is read with ``margin_s`` of 
 both sides, split into gap-free segments, conditioned, its windows classified in
 batches and its STA/LTA onsets kept (:mod:`~seislens.models.event_scan`); the mapped
 pages are then dropped. Memory therefore follows the chunk and the batch, not the file:
-what grows with the file is 8 numbers per window (32 bytes) and one pair per onset.
+what grows with the file is 8 numbers and a flag per window (33 bytes) and one pair per onset.
 Then the station's detections, and over all stations the events
 (:mod:`~seislens.models.event_association`), located when station coordinates are
 given.
@@ -42,7 +42,9 @@ from seislens.models.event_scan import (
     classify_windows,
     condition_segment,
     find_detections,
+    sta_lta_ratio,
     trigger_onsets,
+    window_evidence,
     window_grid,
 )
 from seislens.service.scan_reader import (
@@ -117,8 +119,13 @@ class ScanResult:
 
     @property
     def windows(self) -> int:
-        """Windows classified over every station."""
+        """Windows scanned over every station."""
         return sum(len(s) for _, s in self.series)
+
+    @property
+    def network_windows(self) -> int:
+        """Windows that passed the gate to the network, over every station."""
+        return sum(s.network_windows for _, s in self.series)
 
 
 def planned_windows(plan: UploadPlan, stride_s: float) -> int:
@@ -165,6 +172,7 @@ def scan_recording(
         total = planned_windows(plan, config.stride_s)
         t1 = time.perf_counter()
         series: list[tuple[StationPlan, WindowScores]] = []
+        stages: dict[str, float] = {}
         done = 0
         for station in plan.stations:
 
@@ -175,7 +183,12 @@ def scan_recording(
                     progress(ScanProgress(min(done, total), total, name))
 
             series.append(
-                (station, _scan_station(recording, station, plan.start, embedder, config, counted))
+                (
+                    station,
+                    _scan_station(
+                        recording, station, plan.start, embedder, config, counted, stages
+                    ),
+                )
             )
     t2 = time.perf_counter()
     classes = tuple(embedder.classes)
@@ -194,7 +207,7 @@ def scan_recording(
         detections=detections,
         events=events,
         located=positions is not None,
-        seconds={"read_headers": t1 - t0, "scan": t2 - t1, "associate": t3 - t2},
+        seconds={"read_headers": t1 - t0, "scan": t2 - t1, "associate": t3 - t2, **stages},
     )
 
 
@@ -205,32 +218,48 @@ def _scan_station(
     embedder: Any,
     config: ScanConfig,
     counted: Callable[[int], None],
+    seconds: dict[str, float],
 ) -> WindowScores:
     """Every grid window of one station, chunk by chunk (``counted`` is told how many
-    windows each chunk classified)."""
+    windows each chunk scanned; ``seconds`` accumulates the gate's and the segment
+    spectra's time)."""
     pre = embedder.pre
-    parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None]] = []
     triggers: list[tuple[float, float]] = []
     last_start = station.end - WINDOW_S
     c0 = station.start
     while c0 <= last_start + 1e-6:
         final = c0 + config.chunk_s > last_start
         c1 = last_start + 1e-3 if final else c0 + config.chunk_s
-        lo = max(station.start, c0 - config.margin_s)
-        hi = min(station.end, c1 + WINDOW_S + config.margin_s)
+        lo = max(station.start, c0 - config.read_margin_s)
+        hi = min(station.end, c1 + WINDOW_S + config.read_margin_s)
         windows = 0
         for seg in read_segments(recording, station, lo, hi, pre.max_gap_s):
             conditioned = condition_segment(seg.data, seg.rate, pre, config.taper_s)
             starts, offsets = window_grid(
                 seg.start, conditioned.shape[1], origin, config.stride_s, c0, c1
             )
+            ratio = sta_lta_ratio(conditioned[0], pre, config.taper_s)
             if len(starts):
-                probs, reg = classify_windows(embedder, conditioned, offsets, config.batch_size)
-                parts.append((starts, probs, reg))
+                keep = None
+                if config.gate_ratio is not None:
+                    t0 = time.perf_counter()
+                    keep = window_evidence(conditioned, offsets, config) >= config.gate_ratio
+                    seconds["gate"] = seconds.get("gate", 0.0) + time.perf_counter() - t0
+                probs, reg = classify_windows(
+                    embedder,
+                    conditioned,
+                    offsets,
+                    config.batch_size,
+                    keep=keep,
+                    segment_spectra=config.segment_spectra,
+                    seconds=seconds,
+                )
+                parts.append((starts, probs, reg, keep))
                 windows += len(starts)
             triggers.extend(
                 (t, peak)
-                for t, peak in trigger_onsets(conditioned[0], seg.start, pre, config)
+                for t, peak in trigger_onsets(conditioned[0], seg.start, pre, config, ratio)
                 if t >= c0 and (final or t < c1)
             )
         recording.release()

@@ -32,13 +32,19 @@ def log_config(log_level: str = "info") -> dict[str, Any]:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options from the settings: proxy headers (X-Forwarded-For, -Proto)
-    trusted only from ``forwarded_allow_ips`` (none when empty), and the keep-alive
-    timeout of idle connections (s)."""
+    trusted only from ``forwarded_allow_ips`` (none when empty), the keep-alive timeout
+    of idle connections (s), and its HTTP protocol with a deadline and a size limit on
+    each request's head (:mod:`~seislens.service.http_timeouts`; h11's own limit set to
+    the same size)."""
+    from seislens.service.http_timeouts import guarded_protocol
+
     trusted = settings.forwarded_allow_ips
     return {
         "proxy_headers": bool(trusted),
         "forwarded_allow_ips": list(trusted),
         "timeout_keep_alive": settings.keep_alive_timeout_s,
+        "http": guarded_protocol("auto", settings.head_timeout_s, settings.max_head_bytes),
+        "h11_max_incomplete_event_size": settings.max_head_bytes,
     }
 
 

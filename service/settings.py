@@ -153,6 +153,19 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: float = Field(
         5.0, gt=0, description="an idle keep-alive connection is closed after this (s)"
     )
+    head_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this many seconds "
+        "of the connection's opening (the first request) or of their first byte (later "
+        "ones); a slower client (slowloris) is answered 408 and disconnected",
+    )
+    max_head_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="the largest request line plus headers (bytes); a larger head is "
+        "answered 431 and disconnected",
+    )
     upload_timeout_s: float = Field(
         120.0,
         gt=0,

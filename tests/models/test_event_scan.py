@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 from seislens.models.contract import EVENT_CLASSES, WINDOW_SAMPLES
-from seislens.models.event_preprocess import EventPreprocessConfig
+from seislens.models.event_preprocess import EventPreprocessConfig, waveform_to_spectrum
 from seislens.models.event_scan import (
     ScanConfig,
+    SegmentSpectra,
     WindowScores,
+    classify_windows,
     condition_segment,
     find_detections,
     pick_onset,
     runs,
     trigger_onsets,
     window_batches,
+    window_evidence,
     window_grid,
 )
 
 T0 = 1.7e9
 CLASSES = tuple(EVENT_CLASSES)
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "artifacts" / "default"
 
 
 def test_window_grid_keeps_grid_starts_inside_the_segment_and_range():
@@ -115,3 +121,116 @@ def test_config_is_checked():
         ScanConfig(stride_s=2.345)
     with pytest.raises(ValidationError):
         ScanConfig(threshold=1.0)
+
+
+# --------------------------------------------------------------------------- spectra, gate
+
+
+def _segment(seconds: float, seed: int) -> np.ndarray:
+    """(3, n) band-limited noise with an offset and a burst, at 100 Hz."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * 100)
+    x = 40.0 * rng.standard_normal((3, n)) + np.array([[3.0], [-1.0], [0.5]])
+    x[:, n // 2 : n // 2 + 800] += 400.0 * rng.standard_normal((3, 800))
+    x[2, 1000:2000] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_segment_spectra_equal_the_window_transform(log):
+    x = _segment(400.0, 0)
+    offsets = np.arange(37, x.shape[1] - WINDOW_SAMPLES + 1, 1000)  # residue 37 mod the hop
+    pre = EventPreprocessConfig(log_spectrum=log)
+    want = np.stack([waveform_to_spectrum(x[:, o : o + WINDOW_SAMPLES], pre) for o in offsets])
+    chosen = offsets[[0, 3, 4, 5, 20, -1]]  # a few, as the gate leaves them
+    got = SegmentSpectra(x, chosen, log)(chosen)
+    assert got.shape == (6, 3, 50, 120) and got.dtype == np.float32
+    assert np.allclose(got, want[[0, 3, 4, 5, 20, -1]], rtol=1e-5, atol=1e-5 * abs(want).max())
+    with pytest.raises(ValueError, match="residue"):
+        SegmentSpectra(x, chosen, log)(chosen + 10)
+
+
+def test_a_flat_window_gives_the_zero_spectrum_as_per_window():
+    x = _segment(120.0, 1)
+    x[:, 3000:9000] = 7.0  # a constant window: z-normalised to zeros
+    got = SegmentSpectra(x, np.array([3000]), False)(np.array([3000]))
+    assert np.array_equal(got[0], waveform_to_spectrum(x[:, 3000:9000])) and not got.any()
+
+
+def test_window_evidence_is_the_highest_ratio_inside_each_window():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 60_000))
+    x[:, 30_000:30_300] *= 30.0  # a burst 300 s in
+    offsets = np.arange(0, 60_000 - WINDOW_SAMPLES + 1, 1000)
+    evidence = window_evidence(x, offsets, ScanConfig())
+    assert np.isinf(evidence[:4]).all()  # windows touching the 33 s warm-up always pass
+    holds = (offsets <= 30_000) & (offsets + WINDOW_SAMPLES > 30_100)
+    assert evidence[holds].min() > 10 and np.median(evidence[~holds][4:]) < 2.0
+    from numpy.lib.stride_tricks import sliding_window_view
+    from obspy.signal.trigger import classic_sta_lta
+
+    ratio = classic_sta_lta(np.sqrt((x * x).sum(axis=0)), 200, 3000)
+    direct = sliding_window_view(ratio, WINDOW_SAMPLES)[offsets].max(axis=1)
+    assert np.array_equal(evidence[4:], direct[4:])  # to the last window, at the end
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="no default bundle")
+def test_gate_off_is_the_per_window_path_and_the_gate_calls_the_rest_noise():
+    from seislens.index.bundle import read_manifest
+    from seislens.models.event_embedders import EventEmbedder
+
+    embedder = EventEmbedder(
+        DEFAULT_BUNDLE, read_manifest(DEFAULT_BUNDLE).events, ["CPUExecutionProvider"], 1
+    )
+    x = _segment(300.0, 3)
+    offsets = np.arange(0, x.shape[1] - WINDOW_SAMPLES + 1, 1000)
+    # the path before the gate: every window, spectra per window
+    old_p, old_r = [], []
+    for _, windows in window_batches(x, offsets, 8):
+        p, r = embedder.classify(embedder.spectra(windows), 8)
+        old_p.append(p)
+        old_r.append(r["distance"])
+    probs, reg = classify_windows(embedder, x, offsets, 8)
+    assert np.array_equal(probs, np.concatenate(old_p))
+    assert np.array_equal(reg["distance"], np.concatenate(old_r))
+    sliced, _ = classify_windows(embedder, x, offsets, 8, segment_spectra=True)
+    assert np.allclose(sliced, probs, atol=1e-4)
+    keep = np.zeros(len(offsets), bool)
+    keep[[2, 3, 10]] = True
+    gated, gated_reg = classify_windows(embedder, x, offsets, 8, keep=keep, segment_spectra=True)
+    assert np.allclose(gated[keep], probs[keep], atol=1e-4)
+    noise = embedder.classes.index("noise")
+    assert (gated[~keep, noise] == 1.0).all() and (gated[~keep].sum(axis=1) == 1.0).all()
+    assert np.isnan(gated_reg["depth"][~keep]).all() and np.isfinite(gated_reg["depth"][keep]).all()
+
+
+def test_the_gate_keeps_every_window_of_an_inserted_event(tmp_path):
+    from obspy import read
+    from seislens.data.event_continuous import ContinuousConfig, write_continuous
+
+    config = ContinuousConfig(duration_s=1800.0, events=4, snr_db=(5.0, 6.0), seed=4)
+    rec = write_continuous(tmp_path / "weak.mseed", config)
+    stream = read(str(rec.path))
+    x = np.stack([stream.select(channel=f"HH{c}")[0].data.astype(np.float64) for c in "ZNE"])
+    conditioned = condition_segment(x, 100.0, EventPreprocessConfig(), 3.0)
+    offsets = np.arange(0, conditioned.shape[1] - WINDOW_SAMPLES + 1, 1000)
+    starts = rec.start + offsets / 100.0
+    scan = ScanConfig()
+    kept = window_evidence(conditioned, offsets, scan) >= scan.gate_ratio
+    for event in rec.events:
+        into = event.stations["SY.S000"].p_time - starts  # the P, s into each window
+        low, high = scan.class_offsets_s
+        assert kept[(into >= low) & (into <= high)].all(), f"{event.label} at SNR 5–6 dB"
+        assert kept[(into >= 0) & (into < 50)].all()
+    assert kept.mean() < 0.6  # and most noise windows are left out
+
+
+def test_a_bridged_dip_the_gate_held_back_is_not_averaged():
+    scores = _scores([0.1, 0.97, 0.0, 0.96, 0.1])
+    scores.probabilities[2] = [0.0, 0.0, 0.0, 1.0]  # held back: noise without inference
+    scores.regression["depth"][2] = np.nan
+    scores.classified = np.array([True, True, False, True, True])
+    (d,) = find_detections("XX.A", scores, CLASSES, ScanConfig(max_dip_windows=1))
+    assert d.windows == 3 and d.class_windows == 2
+    assert d.probabilities["noise"] == pytest.approx(0.035, abs=1e-6)
+    assert np.isfinite(d.estimates["depth"].value)

@@ -1,5 +1,7 @@
 """The lateral SNR estimate on synthetic gathers with known noise."""
 
+import itertools
+
 import numpy as np
 import pytest
 from seislens.models.gather_quality import lateral_snr_db
@@ -24,7 +26,7 @@ def test_the_estimate_follows_the_added_noise():
     levels = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
     snr = [lateral_snr_db(clean + level * rms * noise) for level in levels]
     assert snr[0] > 15.0  # clean: coherent from trace to trace
-    assert all(b < a for a, b in zip(snr, snr[1:], strict=False)), snr
+    assert all(b < a for a, b in itertools.pairwise(snr)), snr
     # at the gather's own RMS (0 dB) the estimate reads within a few dB of 0
     assert -6.0 < snr[levels.index(1.0)] < 3.0
     assert lateral_snr_db(noise) < -8.0

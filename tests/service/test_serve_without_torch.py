@@ -80,6 +80,16 @@ def test_the_blocker_really_blocks():
     assert proc.returncode != 0 and "serve-only test" in proc.stderr
 
 
+SAME_APP_OTHER_CLIENT = (
+    "test_web_browser.py",
+    "test_generated_client.py",
+    "test_docs_offline.py",
+    "test_server_slow_heads.py",
+)
+"""Tests that drive the same app through a browser, a generated client or raw sockets:
+what they add is the client, not the import path, so the serve-only rerun skips them."""
+
+
 def test_api_tests_pass_with_training_packages_unimportable():
     """The API tests (tests/service) in a fresh interpreter that cannot import torch:
     every test that does not build data with deepwave runs, and passes."""
@@ -95,6 +105,7 @@ def test_api_tests_pass_with_training_packages_unimportable():
             "-x",
             "-m",
             "not slow",
+            *(f"--ignore=tests/service/{name}" for name in SAME_APP_OTHER_CLIENT),
         ],
         env=_serve_only_env(),
         capture_output=True,
