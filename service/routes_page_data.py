@@ -5,7 +5,7 @@ traces, and a recording's classified windows with their spectrograms.
     POST /v1/page/recording-preview   a recording (as POST /v1/events/classify takes it)
 
 Both read the upload with the API's own readers, limits and errors (the same
-``uploaded_file`` / ``read_gather`` and ``saved_upload`` / ``read_recording`` paths, so a
+``uploaded_file`` / ``read_gather_upload`` and ``saved_upload`` / ``read_recording`` paths, so a
 file the search refuses is refused here with the same 4xx message), and answer compact
 JSON for drawing: samples quantised to signed bytes, base64-encoded, with the scale that
 maps them back. They are the page's, not a stable API: left out of the OpenAPI document.
@@ -19,7 +19,6 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
-from seislens.data.gather_files import read_gather
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
 from seislens.models.event_preprocess import (
     EventPreprocessConfig,
@@ -28,6 +27,7 @@ from seislens.models.event_preprocess import (
 )
 from seislens.service.deps import BundleDep, SettingsDep
 from seislens.service.event_search import read_recording
+from seislens.service.parse_jobs import read_gather_upload
 from seislens.service.rendering import SPACING_M
 from seislens.service.routes_events import BranchDep, ParamsDep
 from seislens.service.uploads import RawBodyDep, saved_upload, uploaded_file
@@ -156,7 +156,7 @@ def preview_gather(
     """The uploaded gather as the velocity search reads it (1 ms frame, 5 slots × 70
     grid receivers), decimated to 2 ms and quantised, for the page to draw."""
     with uploaded_file(file, raw, settings.max_upload_bytes) as (path, filename):
-        upload = read_gather(path, filename)
+        upload = read_gather_upload(path, filename, settings)
     samples, clip = gather_preview(upload.data)
     shots, n_samples, receivers = samples.shape
     return GatherPreview(
