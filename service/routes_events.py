@@ -8,13 +8,16 @@ of the multipart body (as an HTML form does).
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from obspy import UTCDateTime
+from seislens.index.metadata import ItemRecord
 from seislens.models.branches import EVENTS
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
 from seislens.models.event_preprocess import EventWindow
@@ -334,6 +337,17 @@ def window_info(w: EventWindow) -> EventWindowInfo:
     )
 
 
+def neighbour_spread(records: Sequence[ItemRecord], key: str) -> float | None:
+    """Standard deviation of catalogue field ``key`` over ``records`` (the top-k similar
+    events) that have a finite value for it; None with fewer than two."""
+    values = []
+    for rec in records:
+        value = rec.metadata.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            values.append(float(value))
+    return round(float(np.std(values)), 3) if len(values) >= 2 else None
+
+
 def _similar(s: StationOutcome) -> list[SimilarEvent]:
     return [
         SimilarEvent(**shared, label=rec.family, metadata=rec.metadata)
@@ -347,10 +361,11 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
     probs = np.asarray(s.probabilities, dtype=np.float64)
     units = branch.embedder.targets
 
-    def quantity(name: str, default_unit: str) -> Quantity:
+    def quantity(name: str, default_unit: str, key: str) -> Quantity:
         return Quantity(
             value=round(float(s.regression[name]), 3),  # type: ignore[index]
             unit=units.get(name, default_unit),
+            spread=neighbour_spread(s.records, key),
         )
 
     return StationClassification(
@@ -359,9 +374,9 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
         window=window_info(s.window),
         probabilities={c: round(float(p), 6) for c, p in zip(classes, probs, strict=True)},
         label=classes[int(probs.argmax())],
-        distance_km=quantity("distance", "km"),
-        depth_km=quantity("depth", "km"),
-        magnitude=quantity("magnitude", "magnitude units"),
+        distance_km=quantity("distance", "km", "distance_km"),
+        depth_km=quantity("depth", "km", "depth_km"),
+        magnitude=quantity("magnitude", "magnitude units", "magnitude"),
         similar=_similar(s),
     )
 

@@ -297,10 +297,16 @@ class EncoderInfo(BaseModel):
 
 
 class Quantity(BaseModel):
-    """A value with its unit."""
+    """A value with its unit, and where known its spread (same unit)."""
 
     value: float
     unit: str
+    spread: float | None = Field(
+        None,
+        description="the standard deviation of this quantity over the similar library "
+        "events that catalogue it (at least 2 of the top-k; null otherwise): how much the "
+        "recordings that look like this one differ in it — not a calibrated uncertainty",
+    )
 
 
 class EventWindowInfo(BaseModel):

@@ -110,8 +110,8 @@ function stationCard(s, preview) {
       el("figure", {}, el("div", { class: "scroll" }, wave), el("figcaption", { text: "Z, N, E (each scaled to its peak), P pick in red" })),
       el("figure", {}, el("div", { class: "scroll" }, spec), el("figcaption", { text: "log spectrogram 1–50 Hz, as the encoder sees it" }))));
   }
-  const spreadNote = [s.distance_km, s.depth_km, s.magnitude].some((q) => q && q.spread !== undefined)
-    ? "" : " (the classify answer gives no spread; a scan gives one per detection)";
+  const spreadNote = [s.distance_km, s.depth_km, s.magnitude].some((q) => q && q.spread != null)
+    ? " (± the spread over the similar library events)" : "";
   card.append(el("div", { class: "cols" },
     el("div", {}, el("h4", { text: "Event type" }), classBars(s.probabilities)),
     el("div", {}, el("h4", { text: "Source" + spreadNote }),

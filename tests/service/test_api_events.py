@@ -205,6 +205,19 @@ def test_classify_obspy_real_local_event(event_client):
     assert end - start == pytest.approx(60.0)
     assert UTCDateTime("2005-07-23T14:52:04") <= start and end <= UTCDateTime("2005-07-23T14:53:15")
     check_classification(station, 5)
+    # the spreads are the similar events' own: recompute them from the answer
+    for key in ("distance_km", "depth_km", "magnitude"):
+        values = [
+            e["metadata"][key]
+            for e in station["similar"]
+            if isinstance(e["metadata"].get(key), int | float)
+        ]
+        spread = station[key]["spread"]
+        if len(values) >= 2:
+            assert spread == pytest.approx(float(np.std(values)), abs=2e-3)
+        else:
+            assert spread is None
+    assert any(station[k]["spread"] is not None for k in ("distance_km", "magnitude"))
 
 
 def test_search_shares_the_classify_path(event_client):
