@@ -31,17 +31,13 @@ from seislens.service.errors import (
 )
 from seislens.service.event_search import (
     EventOutcome,
-    ParseBusyError,
-    ParseDeadlineError,
-    ParseMemoryError,
-    ParseUnavailableError,
-    ReaderCrashedError,
     StationOutcome,
     parse_p_arrival,
     read_recording,
     run_events,
 )
 from seislens.service.library_search import ranked_matches
+from seislens.service.parse_jobs import MINISEED, parse_error_docs
 from seislens.service.schemas import (
     EventClassifyResponse,
     EventQueryInfo,
@@ -71,33 +67,7 @@ def no_events_index(problem: str) -> UnavailableError:
     return UnavailableError(f"similar-event search is unavailable: {problem}", "no_events_index")
 
 
-PARSE_ERRORS = (
-    ErrorDoc(
-        422,
-        "deadline",
-        "Reading took longer than the parse deadline",
-        lambda: ParseDeadlineError("event.mseed", 30.0),
-    ),
-    ErrorDoc(
-        422,
-        "reader_crashed",
-        "The miniSEED reader crashed on the file",
-        lambda: ReaderCrashedError("event.mseed", "signal SIGSEGV"),
-    ),
-    ErrorDoc(
-        422,
-        "too_much_memory",
-        "Reading needed more memory than a worker may use",
-        lambda: ParseMemoryError("event.mseed", 1536),
-    ),
-    ErrorDoc(503, "busy", "Every upload reader busy", lambda: ParseBusyError(2, 30.0)),
-    ErrorDoc(
-        503,
-        "reader_unavailable",
-        "No upload reader could be started",
-        lambda: ParseUnavailableError("a parse worker could not be started: [Errno 12]"),
-    ),
-)
+PARSE_ERRORS = parse_error_docs(MINISEED)
 """The answers of the parse workers (:func:`~seislens.service.event_search.read_recording`)."""
 
 EVENT_QUERY_ERRORS = (
