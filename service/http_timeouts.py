@@ -87,8 +87,13 @@ class HeadGuard:
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _between_requests(self) -> bool:
-        """No request is being answered: the next bytes start a new head."""
-        return self.cycle is None or bool(getattr(self.cycle, "response_complete", False))
+        """No request is being answered and the last one's body has all arrived: the
+        next bytes start a new head. (An early answer — a 413 while a body streams in —
+        completes the response first; the rest of that body is not a head.)"""
+        if self.cycle is None:
+            return True
+        answered = bool(getattr(self.cycle, "response_complete", False))
+        return answered and not bool(getattr(self.cycle, "more_body", False))
 
     def _arm_head(self) -> None:
         self._disarm_head()

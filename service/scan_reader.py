@@ -343,7 +343,7 @@ class MappedRecording:
             self.scan = _checked_scan(self.view, filename)
             check_budgets(self.scan, budgets.recording_budgets(), filename)
             if self.scan.records == 0:
-                raise EventInputError(f"{filename!r} holds no miniSEED records", "no_traces")
+                raise EventInputError(f"{filename!r} holds no miniSEED records", reason="no_traces")
             self.table = index_records(self.view)
             self.release()
         except BaseException:

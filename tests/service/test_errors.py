@@ -9,7 +9,7 @@ import inspect
 import pytest
 from seislens.data import gather_files
 from seislens.models import event_preprocess
-from seislens.service import event_search
+from seislens.service import recordings, scan_reader
 from seislens.service.error_docs import GATHER_UPLOADS
 from seislens.service.errors import ApiError, InvalidUploadError, as_api_error
 from service_helpers import assert_serves, metric_value
@@ -17,7 +17,7 @@ from service_helpers import assert_serves, metric_value
 READER_ERRORS = {"UploadError", "EventInputError"}
 
 
-@pytest.mark.parametrize("module", [gather_files, event_preprocess, event_search])
+@pytest.mark.parametrize("module", [gather_files, event_preprocess, recordings, scan_reader])
 def test_every_reader_refusal_names_its_reason(module):
     tree = ast.parse(inspect.getsource(module))
     raised = [

@@ -21,6 +21,7 @@ from test_gather_workers import crafted
 from seislens.server_process import running_server
 
 HEAD_TIMEOUT_S = 1.5
+UPLOAD_LIMIT = 16 * 1024 * 1024
 SLACK_S = 2.0
 """Allowed beyond the deadline (a loaded 2-core machine: timers fire late)."""
 
@@ -29,7 +30,11 @@ SLACK_S = 2.0
 def server(serving_fixture, tmp_path_factory):
     bundle = tmp_path_factory.mktemp("slow-heads") / "bundle"
     shutil.copytree(serving_fixture / "bundle", bundle)
-    env = {"SEISLENS_PREFER_GPU": "false", "SEISLENS_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S)}
+    env = {
+        "SEISLENS_PREFER_GPU": "false",
+        "SEISLENS_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
+        "SEISLENS_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+    }
     with running_server(bundle, bundle.parent / "server.log", env, start_timeout_s=300) as running:
         yield running
 
@@ -128,5 +133,42 @@ def test_crafted_gathers_from_concurrent_clients(server, sample, tmp_path):
         (name, status) for name, status in answers if status != (200 if name == "good.sgy" else 422)
     ]
     assert len(answers) == 4 * len(files) and wrong == [], wrong
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def test_the_rest_of_a_refused_body_is_not_taken_for_the_next_head(server):
+    """A 413 answered while a chunked body streams in; the client sends the rest of the
+    body and then another request on the same connection. The server either closes the
+    connection after its 413 or answers the next request, and never takes the leftover
+    body for the next request's head (431)."""
+    chunk = b"\0" * (1024 * 1024)
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    sock = _connect(server.url)
+    sock.settimeout(30)
+    answers = b""
+    try:
+        sock.sendall(
+            b"POST /v1/velocity/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(UPLOAD_LIMIT // len(chunk) + 3):
+            sock.sendall(framed)
+        sock.sendall(b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while answers.count(b"HTTP/1.1 ") < 2:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answers += data
+    except ConnectionError:  # closed after the 413, unread body and all
+        closed = True
+    else:
+        closed = answers.count(b"HTTP/1.1 ") < 2
+    finally:
+        sock.close()
+    assert b"HTTP/1.1 431" not in answers, answers[:300]
+    if not closed:
+        assert answers.startswith(b"HTTP/1.1 413"), answers[:200]
+        assert b"HTTP/1.1 200" in answers, answers[-300:]
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200
