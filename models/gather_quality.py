@@ -51,13 +51,15 @@ def lateral_snr_db(
         raise ValueError(f"gather has shape {gather.shape}; expected (shots, time, receivers)")
     if dt_s <= 0 or stride < 1:
         raise ValueError(f"dt_s {dt_s} and stride {stride} must be positive")
-    x = np.asarray(gather[:, ::stride, :], dtype=np.float32)
+    x = np.asarray(gather[:, ::stride, :], dtype=np.float64)
+    peak = np.max(np.abs(x), axis=1, keepdims=True)  # each trace scaled to its peak:
+    x = np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)  # no overflow at 1e38
     x = x - x.mean(axis=1, keepdims=True)
     n_time = x.shape[1]
     max_lag = min(n_time - 1, max(1, math.ceil(max_moveout_s / (dt_s * stride))))
     energy = np.sqrt(np.einsum("str,str->sr", x, x))
     left, right = x[:, :, :-1], x[:, :, 1:]
-    best = np.full(left.shape[0::2], -np.inf, dtype=np.float32)
+    best = np.full(left.shape[0::2], -np.inf)
     for lag in range(-max_lag, max_lag + 1):
         if lag >= 0:
             num = np.einsum("str,str->sr", left[:, lag:], right[:, : n_time - lag])
@@ -69,5 +71,7 @@ def lateral_snr_db(
     if not live.any():
         return None
     rho = float(np.median(best[live] / denom[live]))
+    if not math.isfinite(rho):  # non-finite samples: no estimate
+        return None
     rho = min(max(rho, 1e-4), 1.0 - 1e-4)
     return round(10.0 * math.log10(rho / (1.0 - rho)), 2)

@@ -47,3 +47,15 @@ def test_bad_shapes_are_refused():
         lateral_snr_db(np.zeros((100, 5)))
     with pytest.raises(ValueError, match="positive"):
         lateral_snr_db(np.zeros((1, 100, 5)), dt_s=0.0)
+
+
+def test_extreme_and_missing_samples_give_a_finite_answer_or_none():
+    g = _gather()
+    huge = (g * 3e38 / np.abs(g).max()).astype(np.float32)  # float32's range, no overflow
+    assert lateral_snr_db(huge) == pytest.approx(lateral_snr_db(g), abs=1e-6)
+    flat = np.full((2, 200, 6), 3e38, dtype=np.float32)
+    assert lateral_snr_db(flat) is None  # no signal once the mean is removed
+    holed = g.copy()
+    holed[0, :, 3] = np.nan  # a trace of NaN counts as dead
+    value = lateral_snr_db(holed)
+    assert value is not None and np.isfinite(value)
