@@ -433,7 +433,7 @@ def _record(view: memoryview, offset: int) -> _Record:
         raise RecordError(
             f"{where} has blockettes up to byte {b.end}, past its length of {length} bytes",
         )
-    rate = b.rate_hz if b.rate_hz is not None else _rate(factor, multiplier)
+    rate = b.rate_hz if b.rate_hz is not None else seed_rate(factor, multiplier)
     if not math.isfinite(rate) or rate < 0:
         raise RecordError(f"{where} declares a sampling rate of {rate} Hz")
     if samples:
@@ -541,7 +541,7 @@ def _check_capacity(where: str, samples: int, encoding: int, data_offset: int, l
         )
 
 
-def _rate(factor: int, multiplier: int) -> float:
+def seed_rate(factor: int, multiplier: int) -> float:
     """The SEED sampling rate (Hz) of the fixed header's factor and multiplier."""
     if factor == 0 or multiplier == 0:
         return 0.0

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from seislens.models.contract import COMPONENTS, WINDOW_S
 from seislens.models.event_preprocess import EventInputError, EventPreprocessConfig
-from seislens.service.mseed_records import RecordError, RecordScan, scan_records
+from seislens.service.mseed_records import RecordError, RecordScan, scan_records, seed_rate
 from seislens.service.recordings import MSEED_LOCK, RecordingBudgets, check_budgets
 
 _FIXED = {order: struct.Struct(order + "6scc5s2s3s2sHHBBBBHHhhBBBBiHH") for order in "<>"}
@@ -117,7 +117,7 @@ def index_records(view: memoryview) -> RecordTable:
         length, rate, micro = _blockettes(view, at, f[23], order)
         if length <= 0:
             break
-        rate = rate if rate is not None else _rate(f[15], f[16])
+        rate = rate if rate is not None else seed_rate(f[15], f[16])
         start = _epoch(f[7], f[8], f[9], f[10], f[11], f[13]) + micro * 1e-6
         if not f[17] & 0x02:  # time correction not applied yet
             start += f[21] * 1e-4
@@ -169,19 +169,6 @@ def _blockettes(view: memoryview, at: int, first: int, order: str) -> tuple[int,
             break
         b = following
     return length, rate, micro
-
-
-def _rate(factor: int, multiplier: int) -> float:
-    """The SEED rate (Hz) of a header's factor and multiplier."""
-    if factor == 0 or multiplier == 0:
-        return 0.0
-    if factor > 0 and multiplier > 0:
-        return float(factor * multiplier)
-    if factor > 0:
-        return -factor / multiplier
-    if multiplier > 0:
-        return -multiplier / factor
-    return 1.0 / (factor * multiplier)
 
 
 _EPOCH_DAYS: dict[int, float] = {}

@@ -17,9 +17,7 @@ most) copied there from the form parser's spool.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,12 +28,14 @@ from seislens.service.uploads import (
     MULTIPART_ALLOWANCE,
     RAW_BODY_TYPE,
     BodyLimitMiddleware,
+    content_length,
+    limited_receive,
     missing_upload,
     unsupported_upload_type,
 )
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 SCAN_PATH = "/v1/events/scans"
 """The route whose bodies get the scan limits (exactly this path: POST submits)."""
@@ -70,16 +70,6 @@ class ScanUploadTimeoutError(ApiError):
         )
 
 
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
 class ScanBodyLimit:
     """The scan route's body limit (file + stationxml + multipart framing) and deadline.
 
@@ -97,31 +87,16 @@ class ScanBodyLimit:
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        announced = _content_length(scope)
-        deadline = time.monotonic() + self.timeout_s
-        received = 0
-        complete = False
+        def too_large(announced: int | None = None) -> ApiError:
+            return ScanTooLargeError(self.file_limit)
 
-        async def limited_receive() -> Message:
-            nonlocal received, complete
-            if complete:
-                return await receive()
-            if announced is not None and announced > self.max_bytes:
-                raise ScanTooLargeError(self.file_limit)
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
-            except TimeoutError:
-                raise ScanUploadTimeoutError(self.timeout_s) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise ScanTooLargeError(self.file_limit)
-                complete = not message.get("more_body", False)
-            else:
-                complete = True
-            return message
+        def too_slow() -> ApiError:
+            return ScanUploadTimeoutError(self.timeout_s)
 
-        await self.app(scope, limited_receive, send)
+        limited = limited_receive(
+            scope, receive, self.max_bytes, self.timeout_s, too_large, too_slow
+        )
+        await self.app(scope, limited, send)
 
 
 class RouteBodyLimits:
@@ -190,7 +165,7 @@ async def save_scan_body(
     """
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(RAW_BODY_TYPE):
-        announced = _content_length(request.scope)
+        announced = content_length(request.scope)
         if announced is not None and announced > max_bytes:
             raise ScanTooLargeError(max_bytes)
         written = 0
@@ -204,7 +179,7 @@ async def save_scan_body(
             raise missing_upload()
         return ScanUpload(dest, filename or "upload", None, None)
     if not content_type.startswith(_FORM_TYPES):
-        if content_type or _content_length(request.scope):
+        if content_type or content_length(request.scope):
             raise unsupported_upload_type(content_type)
         raise missing_upload()
     form = await request.form(max_files=2, max_fields=16)

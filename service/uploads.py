@@ -26,7 +26,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -117,34 +117,60 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        announced = _content_length(scope)
-        deadline = time.monotonic() + self.timeout_s
-        received = 0
-        complete = False
 
-        async def limited_receive() -> Message:
-            nonlocal received, complete
-            if complete:  # the body is in: e.g. a wait for the client's disconnect
-                return await receive()
-            if announced is not None and announced > self.max_body_bytes:
-                raise UploadTooLargeError(self.max_file_bytes, announced)
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
-            except TimeoutError:
-                raise UploadTimeoutError(self.timeout_s) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise UploadTooLargeError(self.max_file_bytes)
-                complete = not message.get("more_body", False)
-            else:
-                complete = True  # http.disconnect
-            return message
+        def too_large(announced: int | None = None) -> ApiError:
+            return UploadTooLargeError(self.max_file_bytes, announced)
 
-        await self.app(scope, limited_receive, send)
+        def too_slow() -> ApiError:
+            return UploadTimeoutError(self.timeout_s)
+
+        limited = limited_receive(
+            scope, receive, self.max_body_bytes, self.timeout_s, too_large, too_slow
+        )
+        await self.app(scope, limited, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def limited_receive(
+    scope: Scope,
+    receive: Receive,
+    max_body_bytes: int,
+    timeout_s: float,
+    too_large: Callable[..., ApiError],
+    too_slow: Callable[[], ApiError],
+) -> Receive:
+    """``receive`` of a request whose body may hold at most ``max_body_bytes`` and must
+    arrive within ``timeout_s`` of now: raises ``too_large(announced)`` at once for an
+    announced Content-Length over the limit, ``too_large()`` as soon as a streamed body
+    passes it, and ``too_slow()`` at the deadline. Once the body is in, messages pass
+    unchanged (e.g. a wait for the client's disconnect)."""
+    announced = content_length(scope)
+    deadline = time.monotonic() + timeout_s
+    received = 0
+    complete = False
+
+    async def receive_limited() -> Message:
+        nonlocal received, complete
+        if complete:
+            return await receive()
+        if announced is not None and announced > max_body_bytes:
+            raise too_large(announced)
+        try:
+            message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+        except TimeoutError:
+            raise too_slow() from None
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_body_bytes:
+                raise too_large()
+            complete = not message.get("more_body", False)
+        else:
+            complete = True  # http.disconnect
+        return message
+
+    return receive_limited
+
+
+def content_length(scope: Scope) -> int | None:
     """The request's Content-Length, or None when absent or not a number."""
     for key, value in scope.get("headers", ()):
         if key == b"content-length":
@@ -260,12 +286,12 @@ async def raw_body_upload(
         yield None
         return
     if not content_type.startswith(RAW_BODY_TYPE):
-        if content_type or _content_length(request.scope):
+        if content_type or content_length(request.scope):
             raise unsupported_upload_type(content_type)
         yield None  # no body: the route says what it expects
         return
     max_bytes = settings.max_upload_bytes
-    announced = _content_length(request.scope)
+    announced = content_length(request.scope)
     if announced is not None and announced > max_bytes:
         raise UploadTooLargeError(max_bytes, announced)
     fd, path = _temp_file(filename)
