@@ -1,7 +1,7 @@
 """Velocity-branch robustness: the bundle on gathers it did not make (synthetic).
 
     OMP_NUM_THREADS=1 python bench/robustness.py --bundle artifacts/default \
-        --gallery 200 --propagator-gallery 1000 --seed 7 --threads 1 --workers 2
+        --gallery 200 --propagator-gallery 1000 --seed 7 --threads 1 --workers 2 [--cache DIR]
 
 Draws fresh velocity models spread evenly over the eight families
 (``seislens.data.velocity_families``) with a seed training did not use (the default
@@ -82,6 +82,7 @@ The bundle is read only. All figures are synthetic (our families, our propagator
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing as mp
 import os
 import shlex
@@ -721,6 +722,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=7, help="model seed (training used 1-3)")
     ap.add_argument("--threads", type=int, default=1, help="threads per process (torch, ONNX)")
     ap.add_argument("--workers", type=int, default=1, help="modelling processes")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder keeping the modelled gathers between runs (several GB at the defaults)",
+    )
     args = ap.parse_args(argv)
     if args.gallery < 10:
         ap.error("--gallery must be at least 10")
@@ -736,6 +743,30 @@ def command_line(argv: list[str] | None) -> str:
     return (f"OMP_NUM_THREADS={omp} " if omp else "") + shlex.join(words)
 
 
+def cached_model_all(
+    models: np.ndarray, sources: Sequence[Source], args: argparse.Namespace
+) -> dict[Source, np.ndarray]:
+    """:func:`model_all`, reading and writing the gathers of each (models, source) pair
+    under ``args.cache`` when one is given (one ``.npy`` per pair, named by a hash of
+    the models and the source; written aside, then renamed), so that a rerun on another
+    bundle models nothing again."""
+    if args.cache is None:
+        return model_all(models, sources, args.workers, args.threads)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(np.ascontiguousarray(models, np.float32).tobytes()).hexdigest()
+    paths = {
+        s: args.cache / f"{hashlib.sha256(f'{digest}{s!r}'.encode()).hexdigest()[:24]}.npy"
+        for s in sources
+    }
+    missing = [s for s in sources if not paths[s].exists()]
+    out = model_all(models, missing, args.workers, args.threads) if missing else {}
+    for s in missing:
+        aside = paths[s].with_suffix(".part.npy")
+        np.save(aside, out[s])
+        os.replace(aside, paths[s])
+    return {s: out[s] if s in out else np.load(paths[s]) for s in sources}
+
+
 def model_everything(
     args: argparse.Namespace, models: np.ndarray, wide: np.ndarray | None
 ) -> tuple[dict[Source, np.ndarray], dict[Source, np.ndarray]]:
@@ -748,12 +779,12 @@ def model_everything(
     wide_gathers: dict[Source, np.ndarray] = {}
     rows = None
     if wide is not None:
-        wide_gathers = model_all(wide, list(PROPAGATORS), args.workers, args.threads)
+        wide_gathers = cached_model_all(wide, list(PROPAGATORS), args)
         rows = prefix_rows(len(models), len(wide))
         if rows is not None and not np.array_equal(wide[rows], models):
             rows = None
     shared = [s for s in sources if s in wide_gathers] if rows is not None else []
-    gathers = model_all(models, [s for s in sources if s not in shared], args.workers, args.threads)
+    gathers = cached_model_all(models, [s for s in sources if s not in shared], args)
     for s in shared:
         gathers[s] = wide_gathers[s][rows]
     return gathers, wide_gathers

@@ -143,3 +143,19 @@ def test_benchmark_runs_end_to_end_at_toy_size(tiny_bundle, capsys):
     assert [r[0] for r in refused] == [_acquisition("spread of 30").name]
     frame, in_memory = tables["geometry"][0], tables["main"][0]
     assert frame[2] == in_memory[1]  # the SEG-Y round trip keeps the as-generated R@1
+
+
+def test_modelled_gathers_are_cached_between_runs(tmp_path):
+    import argparse
+
+    models = rb.gallery_models(8, 7)[:2]
+    args = argparse.Namespace(cache=tmp_path / "cache", workers=1, threads=1)
+    first = rb.cached_model_all(models, [rb.BASE], args)[rb.BASE]
+    files = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(files) == 1 and not list((tmp_path / "cache").glob("*.part.npy"))
+    stamp = files[0].stat().st_mtime_ns
+    again = rb.cached_model_all(models, [rb.BASE], args)[rb.BASE]
+    assert np.array_equal(first, again) and files[0].stat().st_mtime_ns == stamp
+    other = rb.cached_model_all(models[:1] + 100.0, [rb.BASE], args)[rb.BASE]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    assert not np.array_equal(other[0], first[0])
