@@ -6,7 +6,8 @@
 Each ``--data`` is a folder of OpenFWI-format family folders (velocity models not in the
 bundle's library, none of them the calibration's own): every gather is scored as the
 service scores an upload (its best library score's empirical CDF among the calibration
-queries, capped by the signal factor of its lateral SNR: ``robustness.familiarity_of``)
+queries, joint with its embedding's distance when the calibration has a density,
+capped by the signal factor of its lateral SNR: ``robustness.familiarity_of``)
 and the table gives, per folder and per family, the queries, the share warned (familiarity
 below the calibration's ``warn_below``; goal ≤ 5 %) and the median familiarity. A
 bigger sample than ``bench/robustness.py``'s 200 queries a row pins the rate down: its
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_table
-from robustness import familiarity_of, warned_rate
+from robustness import bundle_density, familiarity_of, warned_rate
 from seislens.data.openfwi import OpenFWIDataset
 from seislens.index.bundle import read_manifest
 from seislens.index.library import LoadedLibrary
@@ -30,7 +31,11 @@ from seislens.models.embedders import VelocityEmbedder
 
 
 def score_folder(
-    embedder: VelocityEmbedder, library: LoadedLibrary, folder: Path, cal: object
+    embedder: VelocityEmbedder,
+    library: LoadedLibrary,
+    folder: Path,
+    cal: object,
+    density: object = None,
 ) -> list[tuple[str, np.ndarray]]:
     """(family, familiarity (N,)) for each family folder under ``folder``."""
     out = []
@@ -40,7 +45,7 @@ def score_folder(
         seismic = np.concatenate(
             [embedder.embed_gathers(gathers[i : i + 64]) for i in range(0, len(gathers), 64)]
         )
-        out.append((ds.family, familiarity_of(library, seismic, cal, gathers)))
+        out.append((ds.family, familiarity_of(library, seismic, cal, gathers, density)))
     return out
 
 
@@ -58,10 +63,11 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         ap.error(f"{args.bundle} has no velocity calibration (seislens calibrate velocity)")
     embedder = VelocityEmbedder(args.bundle, manifest.velocity, None, args.threads)
     library = LoadedLibrary.open(args.bundle, manifest, VELOCITY)
+    density = bundle_density(args.bundle, cal)
     rows: list[list[str]] = []
     try:
         for folder in args.data:
-            per_family = score_folder(embedder, library, folder, cal)
+            per_family = score_folder(embedder, library, folder, cal, density)
             every = np.concatenate([f for _, f in per_family])
             for name, fam in [*per_family, ("all", every)]:
                 rows.append(
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     print(
         f"## Familiarity warning on in-family held-out gathers (synthetic), bundle "
         f"{args.bundle}, warn below {cal.warn_below}, calibrated on {cal.queries} "
-        f"queries\n"
+        f"queries, {'joint with the embedding density' if density else 'best score only'}\n"
     )
     print_table(["queries", "count", "warned", "median familiarity"], rows)
     print(f"\n{time.perf_counter() - t0:.0f} s")

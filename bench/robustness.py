@@ -114,7 +114,13 @@ from seislens.models.contract import CELL_M, GATHER_DT_MS, N_RECEIVERS, N_SHOTS,
 from seislens.models.descriptors import DESCRIPTOR_NAMES, compute_descriptors, relative_errors
 from seislens.models.embedders import VelocityEmbedder
 from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
-from seislens.models.familiarity import familiarity, signal_factor, spread_scale
+from seislens.models.familiarity import (
+    GaussianDensity,
+    joint_familiarity,
+    load_density,
+    signal_factor,
+    spread_scale,
+)
 from seislens.models.gather_quality import lateral_snr_db
 from seislens.models.manifest import VelocityCalibration
 from seislens.service.settings import Settings
@@ -507,15 +513,25 @@ def familiarity_of(
     seismic: np.ndarray,
     calibration: VelocityCalibration | None,
     gathers: np.ndarray,
+    density: GaussianDensity | None = None,
 ) -> np.ndarray:
     """Each query's familiarity (Q,) as the service scores it: its best library score's
-    CDF capped by the signal factor of the gather's (Q, shots, time, receivers) lateral
-    SNR; NaN without a calibration."""
+    CDF (joint with the embedding's distance under the calibration's ``density``, when
+    it has one) capped by the signal factor of the gather's (Q, shots, time, receivers)
+    lateral SNR; NaN without a calibration."""
     best = library.search(seismic, 1)[0][:, 0]
     if calibration is None:
         return np.full(len(best), np.nan)
     cap = np.array([signal_factor(lateral_snr_db(g), calibration) for g in gathers])
-    return np.minimum(familiarity(best, calibration), cap)
+    distance = density.distance(seismic) if density is not None else None
+    return np.minimum(joint_familiarity(best, distance, calibration), cap)
+
+
+def bundle_density(bundle: Path, calibration: VelocityCalibration | None) -> GaussianDensity | None:
+    """The calibration's embedding density (None without one), as the service loads it."""
+    if calibration is None or calibration.density is None:
+        return None
+    return load_density(bundle, calibration.density)
 
 
 def warned_rate(fam: np.ndarray, calibration: VelocityCalibration | None) -> float:
@@ -531,11 +547,12 @@ def score(
     models: np.ndarray,
     desc: np.ndarray,
     calibration: VelocityCalibration | None,
+    density: GaussianDensity | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Closed- and open-set figures, ±1 std coverage, the head's figures and
     familiarity of one query set; and each query's familiarity (N,)."""
     e = embed(embedder, gathers)
-    fam = familiarity_of(library, e.seismic, calibration, gathers)
+    fam = familiarity_of(library, e.seismic, calibration, gathers, density)
     opened = open_set(library, {"seismic": e.seismic, "desc": desc, "models": models})
     raw, calibrated = coverage(library, e.seismic, desc, calibration, fam)
     figures = {
@@ -669,6 +686,7 @@ def geometry_row(
     library: LoadedLibrary,
     gallery: np.ndarray,
     calibration: VelocityCalibration | None,
+    density: GaussianDensity | None = None,
 ) -> list[str]:
     """One geometry row: the mapping, recall against the gallery and familiarity; the
     reader's refusal instead of figures when every file was refused."""
@@ -677,7 +695,7 @@ def geometry_row(
     data = np.stack([u.data for u in got.uploads])
     seismic = embed(embedder, data).seismic
     recall = recall_against(seismic, gallery, got.rows)
-    fam = familiarity_of(library, seismic, calibration, data)
+    fam = familiarity_of(library, seismic, calibration, data, density)
     partial = np.array([u.partial_geometry for u in got.uploads])
     served = partial | (fam < calibration.warn_below) if calibration else partial
     mapped = mapped_summary(got.uploads)
@@ -802,6 +820,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[str]]]:
     manifest = read_manifest(args.bundle)
     embedder = VelocityEmbedder(args.bundle, manifest.velocity, None, args.threads)
     calibration = manifest.velocity.calibration
+    density = bundle_density(args.bundle, calibration)
     library = LoadedLibrary.open(args.bundle, manifest, VELOCITY)
     tables: dict[str, list[list[str]]] = {"main": [], "propagators": [], "geometry": [], "odd": []}
     try:
@@ -811,7 +830,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[str]]]:
             g = gathers[q.source]
             if q.perturb is not None:
                 g = q.perturb(g, np.random.default_rng([args.seed, i]))
-            r, fam = score(embedder, library, g, gallery, models, desc, calibration)
+            r, fam = score(embedder, library, g, gallery, models, desc, calibration, density)
             tables["main"].append([q.name, *(cell(r[k]) for k in MAIN_KEYS)])
             inside = fam if i == 0 else inside
         if wide is not None:
@@ -819,18 +838,21 @@ def main(argv: list[str] | None = None) -> dict[str, list[list[str]]]:
             wide_desc = compute_descriptors(wide)
             for source, name in PROPAGATORS.items():
                 g = wide_gathers[source]
-                r, _ = score(embedder, library, g, wide_gallery, wide, wide_desc, calibration)
+                r, _ = score(
+                    embedder, library, g, wide_gallery, wide, wide_desc, calibration, density
+                )
                 tables["propagators"].append([name, *(cell(r[k]) for k in PROPAGATOR_KEYS)])
         with tempfile.TemporaryDirectory(prefix="seislens-robustness-") as folder:
             for a in tqdm(ACQUISITIONS, desc="acquisitions"):
                 got = read_back(a, gathers[a.source], Path(folder))
                 tables["geometry"].append(
-                    geometry_row(a, got, embedder, library, gallery, calibration)
+                    geometry_row(a, got, embedder, library, gallery, calibration, density)
                 )
         n_odd = max(10, args.gallery // 4)
         if calibration is not None:
             for name, g in odd_gathers(n_odd, args.seed).items():
-                fam = familiarity_of(library, embed(embedder, g).seismic, calibration, g)
+                seismic = embed(embedder, g).seismic
+                fam = familiarity_of(library, seismic, calibration, g, density)
                 tables["odd"].append(
                     [name, cell(auroc(inside, fam)), cell(warned_rate(fam, calibration))]
                 )

@@ -14,6 +14,13 @@ use the same functions.
   signal-to-noise estimate (:func:`signal_factor`,
   :func:`seislens.models.gather_quality.lateral_snr_db`): 1 at and above the
   calibration's ``snr_db_full``, 0 at and below ``snr_db_zero``, linear between.
+  With a **density** (:class:`GaussianDensity`, fitted on gather embeddings of the
+  library's own kind), a gather also counts as unfamiliar when its embedding lies far
+  from theirs, even if some library model matches it well (an encoder can map a
+  geology no family has onto a confident layered answer): the familiarity is then the
+  empirical CDF, among the calibration queries, of min(best-score CDF, squared
+  Mahalanobis distance's upper tail), so it still falls below ``warn_below`` on about
+  that fraction of in-distribution queries (:func:`joint_familiarity`).
 * **Calibrated spread**: split-conformal scaling of the neighbours' weighted standard
   deviation, per descriptor: the factor is the ``coverage`` quantile of
   |truth − mean| / std over the calibration queries, so mean ± factor·std held the truth
@@ -24,8 +31,13 @@ use the same functions.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
-from seislens.models.manifest import VelocityCalibration
+from seislens.models.manifest import VelocityCalibration, VelocityDensity
 
 SNR_DB_FULL = 5.0
 """Estimated lateral SNR (dB) from which a gather's familiarity is not capped: the
@@ -60,12 +72,117 @@ def signal_factor(snr_db: float | None, calibration: VelocityCalibration) -> flo
     return float(np.clip((snr_db - zero) / (full - zero), 0.0, 1.0))
 
 
+DENSITY_SHRINKAGE = 0.05
+"""Default covariance shrinkage of the embedding density: the fitted covariance is
+mixed with this fraction of its mean variance times the identity, which keeps the
+precision well conditioned on a few thousand 256-D embeddings."""
+
+
+@dataclass(frozen=True)
+class GaussianDensity:
+    """A Gaussian over embeddings: ``mean`` (D,) and ``precision`` (D, D) float64."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+
+    def distance(self, vectors: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distances (Q,) of embeddings (Q, D) or (D,)."""
+        v = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        if v.ndim != 2 or v.shape[1] != self.mean.shape[0]:
+            dim = self.mean.shape[0]
+            raise ValueError(f"embeddings of shape {v.shape}; the density has dim {dim}")
+        z = v - self.mean
+        return np.einsum("ij,jk,ik->i", z, self.precision, z)
+
+    def save(self, path: Path) -> str:
+        """Write the density to ``path`` (.npz) aside, then rename; returns its sha256."""
+        aside = path.with_name(path.name + ".part")
+        with open(aside, "wb") as f:
+            np.savez(f, mean=self.mean, precision=self.precision)
+        aside.replace(path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fit_density(vectors: np.ndarray, shrinkage: float = DENSITY_SHRINKAGE) -> GaussianDensity:
+    """The Gaussian of embeddings (N, D), covariance shrunk towards its mean variance.
+
+    Raises:
+        ValueError: fewer than two embeddings, or ``shrinkage`` outside [0, 1].
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"embeddings {x.shape}: want (N >= 2, D)")
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage is {shrinkage}; expected within [0, 1]")
+    mean = x.mean(axis=0)
+    cov = np.cov(x - mean, rowvar=False)
+    dim = cov.shape[0]
+    cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / dim) * np.eye(dim)
+    return GaussianDensity(mean, np.linalg.pinv(cov, hermitian=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_density(path: str, sha256: str) -> GaussianDensity:
+    raw = Path(path).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 differs from the calibration's")
+    with np.load(path) as f:
+        return GaussianDensity(np.array(f["mean"]), np.array(f["precision"]))
+
+
+def load_density(bundle: Path, spec: VelocityDensity) -> GaussianDensity:
+    """The density file of a calibration, checked against its sha256 (cached per file).
+
+    Raises:
+        OSError: the file is missing or unreadable; ValueError: its hash differs.
+    """
+    return _read_density(str(Path(bundle) / spec.file), spec.sha256)
+
+
+def distance_tail(distance: float | np.ndarray, spec: VelocityDensity) -> np.ndarray:
+    """The fraction of calibration queries at least as far from the density as
+    ``distance`` (squared Mahalanobis, any shape): 1 for a central embedding, 0 for one
+    farther than every calibration query."""
+    ref = np.asarray(spec.reference, dtype=np.float64)
+    return (ref.size - np.searchsorted(ref, np.asarray(distance), side="left")) / ref.size
+
+
+def joint_statistic(
+    best_score: float | np.ndarray, distance: float | np.ndarray, calibration: VelocityCalibration
+) -> np.ndarray:
+    """min(best-score CDF, distance upper tail), the statistic whose CDF among the
+    calibration queries is the joint familiarity (``calibration.density`` must be set)."""
+    assert calibration.density is not None
+    return np.minimum(
+        familiarity(best_score, calibration), distance_tail(distance, calibration.density)
+    )
+
+
+def joint_familiarity(
+    best_score: float | np.ndarray,
+    distance: float | np.ndarray | None,
+    calibration: VelocityCalibration,
+) -> np.ndarray:
+    """The familiarity from the best score and, with a density and a distance, from how
+    far the embedding lies (the CDF of :func:`joint_statistic` among the calibration
+    queries'); the best score's CDF alone otherwise."""
+    if calibration.density is None or distance is None:
+        return familiarity(best_score, calibration)
+    ref = np.asarray(calibration.density.combined, dtype=np.float64)
+    stat = joint_statistic(best_score, distance, calibration)
+    return np.searchsorted(ref, stat, side="right") / ref.size
+
+
 def capped_familiarity(
-    best_score: float, snr_db: float | None, calibration: VelocityCalibration
+    best_score: float,
+    snr_db: float | None,
+    calibration: VelocityCalibration,
+    distance: float | None = None,
 ) -> float:
-    """The familiarity of a query: its best score's empirical CDF, capped by the signal
+    """The familiarity of a query (:func:`joint_familiarity`), capped by the signal
     factor of its estimated SNR (never above either)."""
-    return min(float(familiarity(best_score, calibration)), signal_factor(snr_db, calibration))
+    fam = float(joint_familiarity(best_score, distance, calibration))
+    return min(fam, signal_factor(snr_db, calibration))
 
 
 def conformal_scale(

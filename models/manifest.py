@@ -65,6 +65,27 @@ class BranchSection(_Open):
     versions: dict[str, Any] = Field(default_factory=dict)
 
 
+class VelocityDensity(_Open):
+    """A Gaussian density of the seismic encoder's gather embeddings, the second half of a
+    gather's familiarity (:mod:`seislens.models.familiarity`).
+
+    ``file`` (bundle-relative ``.npz``: ``mean`` (D,), ``precision`` (D, D)) holds the
+    Gaussian fitted with covariance shrinkage ``shrinkage`` on ``fit_count`` gathers of
+    ``fit_data`` (none of them calibration queries); ``sha256`` is the file's.
+    ``reference`` are the calibration queries' squared Mahalanobis distances, ascending;
+    ``combined`` their joint statistic min(score CDF, distance upper tail), ascending,
+    whose empirical CDF is the familiarity.
+    """
+
+    file: str
+    sha256: str
+    shrinkage: float = Field(ge=0.0, le=1.0)
+    fit_count: int = Field(gt=0)
+    fit_data: list[str] = Field(default_factory=list)
+    reference: list[float]
+    combined: list[float]
+
+
 class VelocityCalibration(_Open):
     """How familiar a gather query is, and how wide its descriptor spreads must be,
     measured on held-out in-distribution queries against one library index.
@@ -82,7 +103,9 @@ class VelocityCalibration(_Open):
     std. Empty lists: the single ``std_scale`` serves every query. ``snr_db_full`` and
     ``snr_db_zero`` (dB of the gather's lateral SNR estimate) cap the familiarity of
     noisy gathers (:func:`seislens.models.familiarity.signal_factor`); None: no cap.
-    Valid only for the
+    ``density`` (optional) makes the familiarity joint: the best score's CDF and how far
+    the gather's embedding lies from the embeddings of known gathers
+    (:class:`VelocityDensity`). Valid only for the
     index at ``index_path`` embedded by the encoder ``encoder_sha256``; the service
     ignores it otherwise.
     """
@@ -100,6 +123,7 @@ class VelocityCalibration(_Open):
     head_std_scale_by_bin: list[dict[str, float]] = Field(default_factory=list)
     snr_db_full: float | None = None
     snr_db_zero: float | None = None
+    density: VelocityDensity | None = None
     data: list[str] = Field(default_factory=list)
     created: str | None = None
 

@@ -292,7 +292,13 @@ def _cluster_import(module: str) -> Any:
 @user_errors
 def index_build_cmd(
     bundle: Annotated[Path, typer.Option(help="the bundle folder")],
-    library: Annotated[list[Path], typer.Option(help="library folders (repeat the option)")],
+    library: Annotated[
+        list[str],
+        typer.Option(
+            help="library folders (repeat the option); --engine ray: or filesystem URLs "
+            "pyarrow resolves (file:///abs/path, s3://bucket/lib, ...)"
+        ),
+    ],
     branch: Annotated[
         BranchName,
         typer.Option(
@@ -336,8 +342,10 @@ def index_build_cmd(
         ray_build = _cluster_import("seislens.index.ray_build")
         run = ray_build.RayEngine(address=address, workers=workers)
         entry = ray_build.ray_build(bundle, get_branch(branch.value), library, cfg, run)
+    elif urls := [s for s in library if "://" in s]:
+        raise UsageError(f"library URLs ({', '.join(urls)}) need --engine ray")
     else:
-        entry = build(bundle, get_branch(branch.value), library, cfg)
+        entry = build(bundle, get_branch(branch.value), [Path(s) for s in library], cfg)
     typer.echo(f"{bundle}: {branch.value} index {entry.path} with {entry.count} items")
 
 
@@ -353,11 +361,30 @@ def calibrate_velocity_cmd(
     warn_below: Annotated[
         float, typer.Option(help="familiarity under which answers carry a warning")
     ] = 0.05,
+    density_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="OpenFWI folder(s) of the library's kind, not calibration folders (e.g. "
+            "the training data): fit the gather-embedding density of a joint familiarity"
+        ),
+    ] = None,
+    density_max_per_folder: Annotated[int, typer.Option(help="gathers per density folder")] = 500,
+    density_shrinkage: Annotated[
+        float | None, typer.Option(help="covariance shrinkage in [0, 1] (default 0.05)")
+    ] = None,
 ) -> None:
     """Calibrate the familiarity score and descriptor spreads of the velocity index."""
     from seislens.pipeline import calibrate_velocity_bundle
 
-    cal = calibrate_velocity_bundle(bundle, data, k, warn_below)
+    cal = calibrate_velocity_bundle(
+        bundle,
+        data,
+        k,
+        warn_below,
+        density_data=density_data,
+        density_max_per_folder=density_max_per_folder,
+        density_shrinkage=density_shrinkage,
+    )
     scales = ", ".join(f"{n} ×{v:.2f}" for n, v in cal.std_scale.items())
     typer.echo(
         f"{bundle}: calibrated on {cal.queries} queries (k={cal.k}); best-score median "

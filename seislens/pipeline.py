@@ -188,14 +188,21 @@ def calibrate_velocity_bundle(
     k: int = 10,
     warn_below: float = 0.05,
     progress: bool = True,
+    density_data: list[Path] | None = None,
+    density_max_per_folder: int = 500,
+    density_shrinkage: float | None = None,
 ) -> Any:
     """Calibrate the familiarity score and descriptor spreads of ``bundle``'s velocity
     index on held-out OpenFWI folders ``data``, and write the calibration into the
     velocity section of its manifest (atomically; refused if the index changed
     meanwhile). The manifest is changed under the bundle's lock, re-read there
     (:func:`~seislens.index.bundle.update_manifest`), so an index switch or a branch
-    export made while calibrating is kept. Returns the
-    :class:`~seislens.models.manifest.VelocityCalibration`."""
+    export made while calibrating is kept. With ``density_data`` (OpenFWI folders of
+    the library's kind, none of them calibration folders: e.g. the library's own
+    training folders), a Gaussian of up to ``density_max_per_folder`` gather embeddings
+    a folder is fitted and written to ``calibration/`` in the bundle (aside, then
+    renamed), and the familiarity becomes joint (:mod:`seislens.models.familiarity`).
+    Returns the :class:`~seislens.models.manifest.VelocityCalibration`."""
     from seislens.data.openfwi import OpenFWIDataset
     from seislens.index.bundle import BundleError, update_manifest
     from seislens.models.branches import VELOCITY
@@ -203,9 +210,21 @@ def calibrate_velocity_bundle(
     from seislens.training.velocity_data import expand_folders
 
     datasets = [OpenFWIDataset(folder) for folder in expand_folders(data)]
+    fit_folders = expand_folders(density_data) if density_data else []
+    overlap = {str(f.resolve()) for f in fit_folders} & {str(d.folder.resolve()) for d in datasets}
+    if overlap:
+        raise ValueError(
+            f"density folders {sorted(overlap)} are also calibration folders; the density "
+            "must be fitted on other gathers (e.g. the library's training folders)"
+        )
     with open_branch(bundle, VELOCITY.name, need_library=True) as opened:
         entry = opened.manifest.indexes[VELOCITY.index_name]
         query_sha = opened.section.encoders[VELOCITY.query_encoder].sha256
+        density, info = None, None
+        if fit_folders:
+            density, info = _fit_velocity_density(
+                bundle, opened.embedder, fit_folders, density_max_per_folder, density_shrinkage
+            )
         calibration = calibrate_velocity(
             opened.embedder,
             opened.library,
@@ -215,6 +234,8 @@ def calibrate_velocity_bundle(
             k,
             warn_below,
             progress=progress,
+            density=density,
+            density_info=info,
         )
 
     def with_calibration(manifest: Manifest) -> Manifest:
@@ -227,6 +248,52 @@ def calibrate_velocity_bundle(
 
     update_manifest(bundle, with_calibration)
     return calibration
+
+
+def _fit_velocity_density(
+    bundle: Path,
+    embedder: Any,
+    folders: list[Path],
+    max_per_folder: int,
+    shrinkage: float | None,
+) -> tuple[Any, dict[str, object]]:
+    """Fit the gather-embedding density on up to ``max_per_folder`` gathers of each
+    folder and write it into ``bundle/calibration/`` (named by its hash); returns the
+    density and the :class:`~seislens.models.manifest.VelocityDensity` fields known
+    before the calibration queries are scored."""
+    import numpy as np
+
+    from seislens.data.openfwi import OpenFWIDataset
+    from seislens.models.familiarity import DENSITY_SHRINKAGE, fit_density
+
+    if max_per_folder < 1:
+        raise ValueError(f"density_max_per_folder is {max_per_folder}; expected >= 1")
+    shrinkage = DENSITY_SHRINKAGE if shrinkage is None else shrinkage
+    parts = []
+    for folder in folders:
+        taken = 0
+        for _, block in OpenFWIDataset(folder).iter_gathers(batch=64):
+            block = block[: max_per_folder - taken]
+            parts.append(embedder.embed_gathers(block))
+            taken += len(block)
+            if taken >= max_per_folder:
+                break
+    vectors = np.concatenate(parts)
+    density = fit_density(vectors, shrinkage)
+    folder = Path(bundle) / "calibration"
+    folder.mkdir(exist_ok=True)
+    pending = folder / "velocity-density.pending.npz"
+    sha = density.save(pending)
+    name = f"calibration/velocity-density-{sha[:16]}.npz"
+    pending.replace(Path(bundle) / name)
+    info: dict[str, object] = {
+        "file": name,
+        "sha256": sha,
+        "shrinkage": shrinkage,
+        "fit_count": len(vectors),
+        "fit_data": [str(f) for f in folders],
+    }
+    return density, info
 
 
 def build_bundle(preset: BundlePreset) -> dict[str, Any]:

@@ -61,7 +61,9 @@ class Familiarity(BaseModel):
 
     score: float | None = Field(
         description="in [0, 1]: the fraction of held-out in-distribution gathers whose best "
-        "match scored at most this gather's (0.5 is typical; null when not calibrated)"
+        "match scored at most this gather's — with the bundle's embedding density, whose "
+        "weaker of best match and closeness to known gathers' embeddings was at most this "
+        "gather's (0.5 is typical; null when not calibrated)"
     )
     best_score: float | None = Field(description="the best match's cosine similarity")
     snr_db: float | None = Field(

@@ -33,6 +33,7 @@ from seislens.index.library import LoadedLibrary
 from seislens.index.retention import current_paths
 from seislens.models.branches import BRANCHES, Branch
 from seislens.models.embedders import choose_providers
+from seislens.models.familiarity import load_density
 from seislens.models.manifest import BranchSection, Manifest
 from seislens.service.errors import ConflictError, NotReadyError
 from seislens.service.event_search import warm_up_events
@@ -90,6 +91,9 @@ class LoadedBranch:
         library: the opened library, or None.
         index_problem: why there is no library (None when there is one).
         gpu_index: whether FAISS searches a GPU copy of the index, and why.
+        density: the calibration's gather-embedding density
+            (:class:`~seislens.models.familiarity.GaussianDensity`), or None (no
+            calibration density, or its file could not be read: ``density_problem``).
     """
 
     def __init__(
@@ -100,8 +104,12 @@ class LoadedBranch:
         library: LoadedLibrary | None,
         index_problem: str | None,
         gpu_index: tuple[bool, str],
+        density: Any = None,
+        density_problem: str | None = None,
     ) -> None:
         self.branch = branch
+        self.density = density
+        self.density_problem = density_problem
         self.section = section
         self.embedder = embedder
         self.library = library
@@ -348,7 +356,23 @@ def _open_branch(
         except BaseException:
             library.close()
             raise
-    return LoadedBranch(branch, section, embedder, library, problem, placement)
+    density, density_problem = _open_density(path, section)
+    return LoadedBranch(
+        branch, section, embedder, library, problem, placement, density, density_problem
+    )
+
+
+def _open_density(path: Path, section: BranchSection) -> tuple[Any, str | None]:
+    """The velocity calibration's embedding density, or None and why not (a density
+    that cannot be read leaves the familiarity to the best score alone)."""
+    cal = getattr(section, "calibration", None)
+    spec = getattr(cal, "density", None)
+    if spec is None:
+        return None, None
+    try:
+        return load_density(path, spec), None
+    except (OSError, ValueError, KeyError) as exc:
+        return None, f"the calibration's density {spec.file} is unusable ({exc})"
 
 
 def _open_library(

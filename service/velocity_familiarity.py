@@ -12,6 +12,7 @@ it answers without them and says why.
 
 from __future__ import annotations
 
+import numpy as np
 from seislens.models.branches import VELOCITY
 from seislens.models.familiarity import capped_familiarity, signal_factor, spread_scale
 from seislens.models.manifest import VelocityCalibration
@@ -25,9 +26,10 @@ from seislens.service.state import LoadedBranch
 
 UNFAMILIAR = (
     "this gather is unlike the gathers the bundle was calibrated on (familiarity {score:.2f}, "
-    "below {threshold:.2f}): its best match is weaker than in {percent:.0f} % of "
-    "in-distribution queries; treat the matches, descriptors and estimated model as "
-    "unreliable (another acquisition, wavelet, noise level or geology than the library's)"
+    "below {threshold:.2f}): its best match, or how close its embedding lies to known "
+    "gathers', is worse than in {percent:.0f} % of in-distribution queries; treat the "
+    "matches, descriptors and estimated model as unreliable (another acquisition, "
+    "wavelet, noise level or geology than the library's)"
 )
 
 
@@ -64,12 +66,20 @@ def with_familiarity(
     branch: LoadedBranch,
     partial_geometry: bool = False,
     snr_db: float | None = None,
+    query: np.ndarray | None = None,
 ) -> VelocitySearchResponse:
     """``answer`` with its familiarity and calibrated spreads, from the one calibration
     check of this request (see :func:`branch_calibration`); ``snr_db`` is the gather's
-    lateral SNR estimate (:func:`seislens.models.gather_quality.lateral_snr_db`)."""
+    lateral SNR estimate (:func:`seislens.models.gather_quality.lateral_snr_db`),
+    ``query`` its embedding (D,), scored against the calibration's density when the
+    branch has one."""
     cal, why = branch_calibration(branch)
-    fam = _familiarity(best_score, cal, why, partial_geometry, snr_db)
+    distance = None
+    if cal is not None and query is not None and branch.density is not None:
+        distance = float(branch.density.distance(query)[0])
+    elif cal is not None and branch.density_problem:
+        why = branch.density_problem
+    fam = _familiarity(best_score, cal, why, partial_geometry, snr_db, distance)
     update: dict[str, object] = {
         "familiarity": fam,
         "inferred_descriptors": _calibrated_spreads(answer.inferred_descriptors, cal, fam.score),
@@ -87,6 +97,7 @@ def _familiarity(
     why: str | None,
     partial_geometry: bool,
     snr_db: float | None,
+    distance: float | None = None,
 ) -> Familiarity:
     """The familiarity of a gather whose best library match scored ``best_score``;
     ``partial_geometry`` (shots or receivers missing from the frame) always warns."""
@@ -95,7 +106,7 @@ def _familiarity(
         return Familiarity(
             score=None, best_score=best_score, snr_db=snr_db, warning=partial, calibration=why
         )
-    score = capped_familiarity(best_score, snr_db, cal)
+    score = capped_familiarity(best_score, snr_db, cal, distance)
     warnings = [partial] if partial else []
     if signal_factor(snr_db, cal) < cal.warn_below:
         warnings.append(NOISY.format(snr=snr_db, full=cal.snr_db_full))
@@ -107,7 +118,9 @@ def _familiarity(
         best_score=round(best_score, 6),
         snr_db=snr_db,
         warning="; ".join(warnings) or None,
-        calibration=f"{cal.queries} held-out in-distribution gathers, k = {cal.k}",
+        calibration=why
+        or f"{cal.queries} held-out in-distribution gathers, k = {cal.k}"
+        + (", with the embedding density" if distance is not None else ""),
     )
 
 

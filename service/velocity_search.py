@@ -41,6 +41,7 @@ class SearchOutcome:
         seconds: time per stage ('embed', 'search', 'estimate').
         predicted: name → (mean, std) from the bundle's descriptor head (gather queries
             of a bundle with one), else None.
+        query: the query's embedding (D,) float32.
     """
 
     records: list[ItemRecord]
@@ -50,6 +51,7 @@ class SearchOutcome:
     velocity: np.ndarray | None
     seconds: dict[str, float] = field(default_factory=dict)
     predicted: dict[str, tuple[float, float]] | None = None
+    query: np.ndarray | None = None
 
 
 def allowed_ids(branch: LoadedBranch, family: str | None) -> np.ndarray | None:
@@ -133,6 +135,7 @@ def search_embedded(
     outcome = estimate_outcome(branch.library, found, temperature)
     t3 = time.perf_counter()
     outcome.seconds = {"embed": t1 - t0, "search": t2 - t1, "estimate": t3 - t2}
+    outcome.query = np.asarray(vector)[0]
     return outcome
 
 

@@ -39,6 +39,49 @@ def test_calibration_is_written_and_orders_familiarity(tiny_bundle, tiny_velocit
     assert familiarity(scores[0, 0], cal) < 0.5
 
 
+def test_calibration_with_a_density_writes_its_file_and_refuses_its_own_queries(
+    tiny_bundle, tiny_velocity_data, tmp_path
+):
+    """A density fitted on other folders lands in calibration/ (hash-named, its sha256 in
+    the manifest) with one reference distance per query; the calibration folders
+    themselves are refused as density data."""
+    import hashlib
+    import shutil
+
+    from seislens.index.bundle import read_manifest
+    from seislens.models.familiarity import joint_familiarity, load_density
+
+    from seislens.pipeline import calibrate_velocity_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    with pytest.raises(ValueError, match="also calibration folders"):
+        calibrate_velocity_bundle(
+            bundle, [tiny_velocity_data], k=5, progress=False, density_data=[tiny_velocity_data]
+        )
+    other = tmp_path / "other"
+    shutil.copytree(tiny_velocity_data, other)  # other paths: the mechanics, not hold-out
+    cal = calibrate_velocity_bundle(
+        bundle,
+        [tiny_velocity_data],
+        k=5,
+        progress=False,
+        density_data=[other],
+        density_max_per_folder=10,
+    )
+    spec = cal.density
+    assert spec is not None and read_manifest(bundle).velocity.calibration == cal
+    path = bundle / spec.file
+    assert path.parent.name == "calibration" and spec.sha256[:16] in path.name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+    assert spec.fit_count == 20 and len(spec.reference) == len(spec.combined) == 24
+    assert spec.reference == sorted(spec.reference) and spec.combined == sorted(spec.combined)
+    assert not list((bundle / "calibration").glob("*pending*"))
+    density = load_density(bundle, spec)
+    far = density.mean + 100.0
+    assert joint_familiarity(cal.top1_scores[-1], density.distance(far)[0], cal) == 0.0
+
+
 def test_bundle_build_end_to_end_with_calibration(tmp_path):
     """`seislens bundle build` on a tiny preset: data, training, export, index,
     evaluation and the familiarity calibration land in one loadable bundle."""

@@ -23,12 +23,14 @@ from seislens.models.estimation import DEFAULT_TEMPERATURE, neighbour_estimate
 from seislens.models.familiarity import (
     SNR_DB_FULL,
     SNR_DB_ZERO,
+    GaussianDensity,
     conformal_scale,
-    familiarity,
+    joint_familiarity,
+    joint_statistic,
     monotone_bin_scales,
 )
 from seislens.models.library_view import LibraryView
-from seislens.models.manifest import VelocityCalibration
+from seislens.models.manifest import VelocityCalibration, VelocityDensity
 from seislens.training.velocity_eval import embed_gathers_with_head_of
 
 MIN_QUERIES = 20
@@ -48,6 +50,8 @@ def calibrate_velocity(
     n_bins: int = 3,
     snr_db_full: float | None = SNR_DB_FULL,
     snr_db_zero: float | None = SNR_DB_ZERO,
+    density: GaussianDensity | None = None,
+    density_info: dict[str, object] | None = None,
 ) -> VelocityCalibration:
     """Familiarity reference and spread factors from held-out gathers.
 
@@ -99,10 +103,14 @@ def calibrate_velocity(
         data=[str(Path(d.folder)) for d in datasets],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    distance = None
+    if density is not None:
+        distance = density.distance(queries)
+        cal = _with_density(cal, scores[:, 0], distance, density_info or {})
     if n_bins <= 1:
         return cal
     bins = [round((b + 1) / n_bins, 6) for b in range(n_bins)]
-    fam = familiarity(scores[:, 0], cal)
+    fam = joint_familiarity(scores[:, 0], distance, cal)
     update: dict[str, object] = {
         "familiarity_bins": bins,
         "std_scale_by_bin": _bin_scales(mean, std, truth, fam, bins, coverage),
@@ -112,6 +120,19 @@ def calibrate_velocity(
             head_mean, head_std, truth, fam, bins, coverage
         )
     return cal.model_copy(update=update)
+
+
+def _with_density(
+    cal: VelocityCalibration, best: np.ndarray, distance: np.ndarray, info: dict[str, object]
+) -> VelocityCalibration:
+    """``cal`` with its density section: the queries' distances and joint statistics."""
+    spec = VelocityDensity.model_validate(
+        {**info, "reference": sorted(float(d) for d in distance), "combined": [0.0]}
+    )
+    partial = cal.model_copy(update={"density": spec})
+    stat = joint_statistic(best, distance, partial)
+    spec = spec.model_copy(update={"combined": sorted(float(v) for v in stat)})
+    return cal.model_copy(update={"density": spec})
 
 
 def _bin_scales(

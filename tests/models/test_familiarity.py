@@ -111,3 +111,64 @@ def test_the_signal_floor_is_checked(full, zero, match):
         _calibration([0.5]).model_validate(
             {**_calibration([0.5]).model_dump(), "snr_db_full": full, "snr_db_zero": zero}
         )
+
+
+def test_density_distance_is_the_shrunk_mahalanobis_and_round_trips(tmp_path):
+    from seislens.models.familiarity import fit_density, load_density
+    from seislens.models.manifest import VelocityDensity
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6)) * np.array([1.0, 2.0, 0.5, 1.0, 3.0, 1.0])
+    density = fit_density(x, shrinkage=0.1)
+    cov = np.cov(x - x.mean(0), rowvar=False)
+    cov = 0.9 * cov + 0.1 * np.trace(cov) / 6 * np.eye(6)
+    q = rng.normal(size=(5, 6))
+    z = q - x.mean(0)
+    want = np.einsum("ij,jk,ik->i", z, np.linalg.inv(cov), z)
+    assert np.allclose(density.distance(q), want)
+    assert density.distance(x.mean(0))[0] == pytest.approx(0.0, abs=1e-12)
+    sha = density.save(tmp_path / "d.npz")
+    assert not list(tmp_path.glob("*.part"))
+    spec = VelocityDensity(
+        file="d.npz", sha256=sha, shrinkage=0.1, fit_count=400, reference=[1.0], combined=[1.0]
+    )
+    assert np.allclose(load_density(tmp_path, spec).distance(q), want)
+    bad = spec.model_copy(update={"sha256": "0" * 64})
+    with pytest.raises(ValueError, match="sha256"):
+        load_density(tmp_path, bad)
+    with pytest.raises(ValueError, match="dim"):
+        density.distance(np.zeros((1, 5)))
+    with pytest.raises(ValueError):
+        fit_density(x[:1])
+
+
+def test_joint_familiarity_falls_with_distance_and_keeps_the_in_family_rate():
+    from seislens.models.familiarity import joint_familiarity, joint_statistic
+    from seislens.models.manifest import VelocityDensity
+
+    rng = np.random.default_rng(1)
+    best = rng.uniform(0.5, 0.9, 1000)
+    dist = rng.chisquare(8, 1000)
+    cal = _calibration(best)
+    spec = VelocityDensity(
+        file="x.npz",
+        sha256="0" * 64,
+        shrinkage=0.05,
+        fit_count=10,
+        reference=sorted(dist),
+        combined=[0.0],
+    )
+    partial = cal.model_copy(update={"density": spec})
+    stat = joint_statistic(best, dist, partial)
+    cal = cal.model_copy(update={"density": spec.model_copy(update={"combined": sorted(stat)})})
+    fam = joint_familiarity(best, dist, cal)
+    # by construction about warn_below of the calibration queries fall below it
+    assert np.mean(fam < 0.05) == pytest.approx(0.05, abs=0.01)
+    # no density or no distance: the best score's CDF alone
+    assert joint_familiarity(0.7, None, cal) == familiarity(0.7, cal)
+    # a query far from every calibration embedding is unfamiliar however well it matches
+    assert joint_familiarity(0.99, 1e6, cal) == 0.0
+    # monotone: never up when the distance grows or the best score falls
+    near, far = joint_familiarity(0.8, 3.0, cal), joint_familiarity(0.8, 20.0, cal)
+    assert far <= near
+    assert joint_familiarity(0.6, 3.0, cal) <= near

@@ -56,6 +56,7 @@ def default_client(settings):
 def test_default_bundle_warns_on_noise_not_on_its_example(default_client):
     example = search(default_client, EXAMPLE.read_bytes(), k=10).json()["familiarity"]
     assert example["score"] >= 0.05 and example["warning"] is None
+    assert "with the embedding density" in example["calibration"]
     noise = np.random.default_rng(0).standard_normal((5, 1000, 70))
     fam = _familiarity(default_client, noise)["familiarity"]
     assert fam["score"] < 0.05 and "mostly noise" in fam["warning"]
@@ -104,6 +105,19 @@ def test_without_a_valid_calibration_the_answer_says_why(
     assert body["familiarity"]["score"] is None
     assert "no familiarity calibration" in body["familiarity"]["calibration"]
     assert all(not e["calibrated"] for e in body["inferred_descriptors"].values())
+
+
+def test_an_unusable_density_leaves_the_best_score_and_says_why(make_client, tmp_path):
+    """The default bundle with its density file altered: answers still carry the best
+    score's familiarity, and the calibration note names the unusable file."""
+    bundle = tmp_path / "default"
+    shutil.copytree(DEFAULT, bundle, ignore=shutil.ignore_patterns("leases"))
+    spec = read_manifest(bundle).velocity.calibration.density
+    assert spec is not None, "the default bundle is calibrated with a density"
+    (bundle / spec.file).write_bytes(b"not the density")
+    fam = search(make_client(bundle=bundle), EXAMPLE.read_bytes(), k=5).json()["familiarity"]
+    assert 0.0 <= fam["score"] <= 1.0
+    assert "unusable" in fam["calibration"] and spec.file in fam["calibration"]
 
 
 def test_a_one_shot_gather_is_answered_with_a_warning(client, sample, tmp_path):
