@@ -159,3 +159,14 @@ def test_modelled_gathers_are_cached_between_runs(tmp_path):
     other = rb.cached_model_all(models[:1] + 100.0, [rb.BASE], args)[rb.BASE]
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
     assert not np.array_equal(other[0], first[0])
+
+
+def test_large_model_crops_are_layered_folded_and_in_the_velocity_range():
+    rng = np.random.default_rng(0)
+    big = rb.large_model(rng)
+    assert big.shape == (300, 1200) and big.min() >= 1500.0 and big.max() <= 4500.0
+    assert len(np.unique(big[:, 600])) >= 10  # many layers down one column
+    tops = np.argmax(big > 1500.0, axis=0)  # the first interface's depth per column
+    assert tops.max() - tops.min() >= 10  # folded / faulted, not flat
+    crops = rb.large_model_crops(12, rng)
+    assert crops.shape == (12, 70, 70) and crops.dtype == np.float32
