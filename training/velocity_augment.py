@@ -54,6 +54,13 @@ class AugmentConfig(BaseModel):
     decay_prob: float = Field(0.2, ge=0, le=1)
     decay_power: tuple[float, float] = (0.0, 2.0)
     shot_drop_prob: float = Field(0.4, ge=0, le=1)
+    single_shot_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="of the gathers whose shots are dropped, those left with one shot (drawn "
+        "evenly over the slots); the others keep 1 to shots-1 shots drawn evenly",
+    )
     receiver_drop_prob: float = Field(0.4, ge=0, le=1)
     min_receivers: int = Field(35, ge=1, description="fewest receivers a partial spread keeps")
 
@@ -165,7 +172,9 @@ def _perturb(g: np.ndarray, cfg: AugmentConfig, dt_ms: float, rng: np.random.Gen
     if rng.random() < cfg.receiver_drop_prob:
         _drop_receivers(g, cfg, rng)
     if rng.random() < cfg.shot_drop_prob:
-        keep = rng.choice(s, size=int(rng.integers(1, s)), replace=False)
+        single = cfg.single_shot_prob > 0 and rng.random() < cfg.single_shot_prob
+        kept = 1 if single else int(rng.integers(1, s))
+        keep = rng.choice(s, size=kept, replace=False)
         dropped = np.setdiff1d(np.arange(s), keep)
         g[dropped] = 0.0
 

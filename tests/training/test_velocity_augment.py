@@ -58,6 +58,19 @@ def test_dropped_shots_are_zero_filled_as_the_service_does():
         assert 1 <= sum(dead) <= 4  # at least one shot kept, at least one dropped
 
 
+def test_single_shot_dropout_keeps_one_shot_in_every_slot():
+    f = gather_features(_gathers(20), PRE)
+    cfg = _only(shot_drop_prob=1.0, single_shot_prob=1.0)
+    out = augment_features(f, cfg, PRE, np.random.default_rng(0))
+    empty = -PRE.mean / PRE.std
+    kept = []
+    for g in out:
+        alive = [not np.allclose(shot, empty, atol=1e-5) for shot in g]
+        assert sum(alive) == 1
+        kept.append(alive.index(True))
+    assert len(set(kept)) >= 3  # the one shot is drawn over the slots, end-on ones too
+
+
 def test_noise_lowers_the_correlation_with_the_clean_gather():
     f = gather_features(_gathers(1), PRE)
     noisy = augment_features(
