@@ -50,6 +50,7 @@ frequency rows 1–50 Hz, frames centred at 0.5, 1.0, ..., 60.0 s.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -229,14 +230,18 @@ def filter_waveform(
             f"{config.freqmax_hz} Hz band-pass (upper corner capped at 0.9 × Nyquist = {upper} Hz)",
             reason="low_sampling_rate",
         )
-    sos = sps.butter(
-        config.filter_corners,
-        [config.freqmin_hz, upper],
-        btype="bandpass",
-        fs=sampling_rate,
-        output="sos",
-    )
+    sos = _bandpass_sos(config.filter_corners, config.freqmin_hz, upper, sampling_rate).copy()
     return sps.sosfiltfilt(sos, x, axis=-1) if config.zerophase else sps.sosfilt(sos, x, axis=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _bandpass_sos(corners: int, low: float, high: float, sampling_rate: float) -> np.ndarray:
+    """The Butterworth band-pass of :func:`filter_waveform` as second-order sections
+    (cached: designing it costs more than filtering a minute of data; callers copy it,
+    SciPy's filters want a writable array)."""
+    sos = sps.butter(corners, [low, high], btype="bandpass", fs=sampling_rate, output="sos")
+    sos.setflags(write=False)
+    return sos
 
 
 def resample_to_contract(x: np.ndarray, sampling_rate: float) -> np.ndarray:

@@ -510,8 +510,12 @@ def events_scan_cmd(
         float, typer.Option(help="event probability (1 - P(noise)) a window must pass")
     ] = 0.5,
     peak_threshold: Annotated[
-        float, typer.Option(help="event probability a detection's best window must reach")
-    ] = 0.95,
+        float | None,
+        typer.Option(
+            help="event probability a detection's best window must reach (unset: the "
+            "scan's default, ScanConfig.peak_threshold)"
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="output folder (one sub-folder per file)")] = Path(
         "scans"
     ),

@@ -275,7 +275,7 @@ async def submit_scan(
     scans: ScansDep,
     stride_s: StrideQuery = 10.0,
     threshold: ThresholdQuery = 0.5,
-    peak_threshold: PeakQuery = 0.95,
+    peak_threshold: PeakQuery = ScanConfig.model_fields["peak_threshold"].default,
     filename: FilenameQuery = None,
 ) -> JSONResponse:
     """Upload hours or days of 3-component miniSEED (one station or several); every

@@ -29,7 +29,7 @@ def scan_files(
     out: Path,
     stationxml: Path | None = None,
     threads: int = 1,
-    peak_threshold: float = 0.95,
+    peak_threshold: float | None = None,
     progress: bool = True,
 ) -> Iterator[str]:
     """Scan each file; yields one summary line per file.
@@ -41,7 +41,8 @@ def scan_files(
         ValueError: the settings are invalid, or (after the others) some files could
             not be scanned.
     """
-    config = ScanConfig(stride_s=stride_s, threshold=threshold, peak_threshold=peak_threshold)
+    peak = {} if peak_threshold is None else {"peak_threshold": peak_threshold}
+    config = ScanConfig(stride_s=stride_s, threshold=threshold, **peak)
     manifest = read_manifest(bundle)
     if manifest.events is None:
         raise ValueError(f"{bundle} has no event branch")

@@ -454,6 +454,45 @@ def read_segments(
     return _split(grid, t0, rate)
 
 
+def read_ranges(
+    recording: MappedRecording,
+    plan: StationPlan,
+    ranges: list[tuple[float, float]],
+    max_gap_s: float,
+) -> list[list[Segment]]:
+    """:func:`read_segments` of several short time ranges of one station at once: each
+    channel's records of all the ranges are decoded in one ObsPy read (what a scan's
+    detections read back; one read per range costs more than the decoding).
+
+    Args:
+        recording, plan, max_gap_s: as :func:`read_segments`.
+        ranges: (t0, t1) epoch pairs.
+    Returns:
+        the gap-free segments of each range, in the order of ``ranges``.
+    """
+    rate = plan.rate
+    grids = [np.full((3, max(0, math.floor((t1 - t0) * rate + 1e-6))), np.nan) for t0, t1 in ranges]
+    table = recording.table
+    for row, channel in enumerate(plan.channels):
+        rows = table.of_channel(channel)
+        hit = np.zeros(rows.size, bool)
+        for t0, t1 in ranges:
+            hit |= (table.start[rows] < t1) & (table.end[rows] > t0)
+        if not hit.any():
+            continue
+        traces = list(_decode(recording, rows[hit]))
+        for grid, (t0, t1) in zip(grids, ranges, strict=True):
+            for trace in traces:
+                if trace[0] < t1 and trace[0] + trace[1].size / rate > t0:
+                    _place(grid[row], trace, t0, rate)
+    out = []
+    for grid, (t0, _) in zip(grids, ranges, strict=True):
+        for row in grid:
+            _fill_short_gaps(row, round(max_gap_s * rate))
+        out.append(_split(grid, t0, rate) if grid.shape[1] else [])
+    return out
+
+
 def _decode(recording: MappedRecording, rows: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
     """(start epoch, samples) of each trace ObsPy reads from the records ``rows``."""
     from obspy import read

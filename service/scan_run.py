@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from seislens.models.contract import WINDOW_S
+from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S, WINDOW_SAMPLES
 from seislens.models.event_association import (
     AssociationConfig,
     Location,
@@ -34,24 +34,32 @@ from seislens.models.event_association import (
     event_label,
     locate,
 )
+from seislens.models.event_preprocess import STFT_HOP
 from seislens.models.event_scan import (
     Detection,
     Estimate,
     ScanConfig,
+    SegmentSpectra,
     WindowScores,
     classify_windows,
     condition_segment,
     find_detections,
+    is_event,
+    merge_coda,
+    onset_window_starts,
+    placed_windows,
     sta_lta_ratio,
     trigger_onsets,
     window_evidence,
     window_grid,
+    with_class_windows,
 )
 from seislens.service.scan_reader import (
     MappedRecording,
     ScanBudgets,
     StationPlan,
     UploadPlan,
+    read_ranges,
     read_segments,
 )
 
@@ -173,6 +181,7 @@ def scan_recording(
         t1 = time.perf_counter()
         series: list[tuple[StationPlan, WindowScores]] = []
         stages: dict[str, float] = {}
+        detections: list[Detection] = []
         done = 0
         for station in plan.stations:
 
@@ -182,24 +191,19 @@ def scan_recording(
                 if progress is not None:
                     progress(ScanProgress(min(done, total), total, name))
 
-            series.append(
-                (
-                    station,
-                    _scan_station(
-                        recording, station, plan.start, embedder, config, counted, stages
-                    ),
-                )
+            scores = _scan_station(
+                recording, station, plan.start, embedder, config, counted, stages
             )
+            series.append((station, scores))
+            t = time.perf_counter()
+            detections.extend(station_detections(recording, station, scores, embedder, config))
+            stages["detections"] = stages.get("detections", 0.0) + time.perf_counter() - t
     t2 = time.perf_counter()
-    classes = tuple(embedder.classes)
-    detections = [
-        d for st, scores in series for d in find_detections(st.station, scores, classes, config)
-    ]
     events = group_events(detections, positions, association)
     t3 = time.perf_counter()
     return ScanResult(
         filename=filename,
-        classes=classes,
+        classes=tuple(embedder.classes),
         config=config,
         association=association,
         plan=plan,
@@ -268,6 +272,98 @@ def _scan_station(
     return WindowScores.join(
         parts, triggers, len(embedder.classes), tuple(embedder.regression_outputs)
     )
+
+
+def station_detections(
+    recording: MappedRecording,
+    station: StationPlan,
+    scores: WindowScores,
+    embedder: Any,
+    config: ScanConfig,
+) -> list[Detection]:
+    """One station's detections: the runs of its windows
+    (:func:`~seislens.models.event_scan.find_detections`), those with an onset classified
+    again on their onset-aligned windows (read back from the file, conditioned as the scan
+    conditions a chunk), those whose class probabilities then call them noise dropped,
+    and those in the coda of the previous one joined to it."""
+    classes = tuple(embedder.classes)
+    found = find_detections(station.station, scores, classes, config)
+    if config.onset_positions_s:
+        found = _onset_aligned(recording, station, scores, found, embedder, config)
+    return merge_coda([d for d in found if is_event(d, classes, config)], config)
+
+
+def _onset_aligned(
+    recording: MappedRecording,
+    station: StationPlan,
+    scores: WindowScores,
+    detections: list[Detection],
+    embedder: Any,
+    config: ScanConfig,
+) -> list[Detection]:
+    """``detections`` classified on their grid class windows (those with the onset
+    ``class_offsets_s`` in) and their onset-aligned windows together; the detections whose
+    onsets fall in one ``chunk_s`` are read back, conditioned and classified together
+    (memory: a chunk's detections' windows). A detection without an onset, or whose data
+    do not hold every such window (an edge, a gap), keeps its grid class."""
+    pre, classes = embedder.pre, tuple(embedder.classes)
+    out = list(detections)
+    pending = [i for i, d in enumerate(out) if d.onset is not None]
+    while pending:
+        until = (out[pending[0]].onset or 0.0) + config.chunk_s
+        group = []
+        while pending and (out[pending[0]].onset or 0.0) < until:
+            group.append(pending.pop(0))
+        starts = [onset_window_starts(out[i].onset or 0.0, config) for i in group]
+        ranges = [
+            (
+                max(station.start, float(s.min()) - config.margin_s),  # no STA/LTA here
+                min(station.end, float(s.max()) + WINDOW_S + config.margin_s),
+            )
+            for s in starts
+        ]
+        spectra, owners = [], []
+        segments = read_ranges(recording, station, ranges, pre.max_gap_s)
+        for i, s, segs in zip(group, starts, segments, strict=True):
+            for seg in segs:
+                conditioned = condition_segment(seg.data, seg.rate, pre, config.taper_s)
+                offsets = np.round((s - seg.start) * SAMPLING_RATE_HZ).astype(np.int64)
+                if offsets.min() >= 0 and offsets.max() + WINDOW_SAMPLES <= conditioned.shape[1]:
+                    spectra.append(_spectra(embedder, conditioned, offsets, config))
+                    owners.append(i)
+                    break
+        recording.release()
+        if not owners:
+            continue
+        probs, reg = embedder.classify(np.concatenate(spectra), config.batch_size)
+        k = len(config.onset_positions_s)
+        for j, i in enumerate(owners):
+            rows = slice(j * k, (j + 1) * k)
+            grid = placed_windows(scores, out[i], config)
+            out[i] = with_class_windows(
+                out[i],
+                np.concatenate([scores.probabilities[grid], probs[rows]]),
+                {
+                    n: np.concatenate([scores.regression[n][grid], np.asarray(v)[rows]])
+                    for n, v in reg.items()
+                },
+                classes,
+            )
+    return out
+
+
+def _spectra(
+    embedder: Any, conditioned: np.ndarray, offsets: np.ndarray, config: ScanConfig
+) -> np.ndarray:
+    """(k, 3, 50, 120) spectra of the windows of a conditioned segment at ``offsets``:
+    sliced from one STFT (:class:`~seislens.models.event_scan.SegmentSpectra`) when
+    ``segment_spectra`` is on and the offsets share a residue modulo the hop (the
+    onset-aligned windows do when their positions are multiples of the hop)."""
+    residues = (offsets - offsets[0]) % STFT_HOP
+    if config.segment_spectra and not residues.any():
+        return SegmentSpectra(conditioned, offsets, embedder.pre.log_spectrum)(offsets)
+    windows = np.stack([conditioned[:, o : o + WINDOW_SAMPLES] for o in offsets])
+    return embedder.spectra(windows.astype(np.float32))
 
 
 def group_events(

@@ -16,12 +16,17 @@ from seislens.models.event_scan import (
     classify_windows,
     condition_segment,
     find_detections,
+    is_event,
+    merge_coda,
+    onset_window_starts,
     pick_onset,
+    placed_windows,
     runs,
     trigger_onsets,
     window_batches,
     window_evidence,
     window_grid,
+    with_class_windows,
 )
 
 T0 = 1.7e9
@@ -93,11 +98,14 @@ def test_the_onset_places_the_class_windows():
     # an event whose P is at 65 s: windows starting at 40, 50, 60 see it at 25, 15, 5 s
     p = [0.1, 0.1, 0.1, 0.95, 0.97, 0.99, 0.99, 0.95, 0.9, 0.1]
     scores = _scores(p, triggers=[(T0 + 20.0, 2.6), (T0 + 65.0, 9.0), (T0 + 90.0, 12.0)])
-    scores.probabilities[6] = [0.9, 0.05, 0.04, 0.01]  # P before the window: "earthquake"
-    scores.probabilities[7] = [0.9, 0.05, 0.04, 0.01]
+    scores.probabilities[3] = [0.9, 0.05, 0.04, 0.01]  # P 35 s in: "earthquake"
+    scores.probabilities[7] = [0.9, 0.05, 0.04, 0.01]  # P before the window
     (d,) = find_detections("XX.A", scores, CLASSES, ScanConfig())
     # onset: the first trigger in the run's span reaching half the highest (not 20 s)
     assert d.onset == T0 + 65.0
+    assert d.class_windows == 1 and d.label == "explosion"  # the one at 60 s (5 s in)
+    wide = ScanConfig(class_offsets_s=(1.0, 25.0))
+    (d,) = find_detections("XX.A", scores, CLASSES, wide)
     assert d.class_windows == 3 and d.label == "explosion"
 
 
@@ -234,3 +242,64 @@ def test_a_bridged_dip_the_gate_held_back_is_not_averaged():
     assert d.windows == 3 and d.class_windows == 2
     assert d.probabilities["noise"] == pytest.approx(0.035, abs=1e-6)
     assert np.isfinite(d.estimates["depth"].value)
+
+
+def _two_runs(gap_windows: int):
+    """Two runs of high windows, the second starting ``gap_windows`` low windows after the
+    first (a coda that passes the threshold again)."""
+    p = [0.1, 0.99, 0.99, 0.99, *([0.1] * gap_windows), 0.97, 0.98, 0.1]
+    trig = [(T0 + 60.0, 9.0), (T0 + (4 + gap_windows) * 10.0 + 40.0, 5.0)]
+    return _scores(p, triggers=trig)
+
+
+def test_a_run_in_the_coda_joins_the_previous_detection():
+    scores = _two_runs(gap_windows=7)  # the second run starts 20 s after the first ends
+    config = ScanConfig(onset_positions_s=())
+    apart = find_detections("XX.A", scores, CLASSES, config)
+    assert len(apart) == 2
+    (joined,) = merge_coda(apart, config)
+    first, second = apart
+    assert (joined.start, joined.end, joined.onset) == (first.start, second.end, first.onset)
+    assert joined.windows == first.windows + second.windows
+    assert joined.probabilities == first.probabilities  # the class is the P's
+    assert joined.peak_probability == pytest.approx(0.99)
+    # farther than merge_gap_s, or merging off: two detections
+    assert len(merge_coda(apart, config.model_copy(update={"merge_gap_s": 5.0}))) == 2
+    assert len(merge_coda(apart, config.model_copy(update={"merge_gap_s": None}))) == 2
+    far = find_detections("XX.A", _two_runs(gap_windows=14), CLASSES, config)
+    assert len(merge_coda(far, config)) == 2  # 90 s apart
+
+
+def test_a_detection_whose_class_windows_say_noise_is_not_an_event():
+    scores = _scores([0.1, 0.97, 0.6, 0.6, 0.1])  # a peak on one window, the rest unsure
+    (d,) = find_detections("XX.A", scores, CLASSES, ScanConfig(max_dip_windows=0))
+    assert is_event(d, CLASSES, ScanConfig())  # mean event probability 0.72
+    noisy = np.tile(np.array([[0.1, 0.2, 0.0, 0.7]], np.float32), (5, 1))
+    reg = {n: np.full(5, 1.0, np.float32) for n in ("distance", "depth", "magnitude")}
+    called = with_class_windows(d, noisy, reg, CLASSES)
+    assert called.class_windows == 5 and called.label == "explosion"
+    assert called.probabilities["noise"] == pytest.approx(0.7)
+    assert called.estimates["distance"].value == pytest.approx(1.0)
+    assert not is_event(called, CLASSES, ScanConfig())
+    assert is_event(called, CLASSES, ScanConfig(event_threshold=None))
+
+
+def test_onset_aligned_windows_put_the_onset_at_the_trained_positions():
+    config = ScanConfig(onset_positions_s=(1.0, 5.0, 10.0))
+    assert np.allclose(onset_window_starts(T0 + 100.0, config) - T0, [99.0, 95.0, 90.0])
+    with pytest.raises(ValidationError):
+        ScanConfig(onset_positions_s=(5.0, 60.0))
+
+
+def test_placed_windows_are_the_grid_windows_with_the_onset_early_in_them():
+    p = [0.1, 0.95, 0.97, 0.99, 0.99, 0.95, 0.9, 0.1]
+    scores = _scores(p, triggers=[(T0 + 65.0, 9.0)])
+    (d,) = find_detections("XX.A", scores, CLASSES, ScanConfig())
+    assert d.onset == T0 + 65.0
+    # windows start every 10 s: the one at 60 s puts the onset 5 s in (1–10 s)
+    assert placed_windows(scores, d, ScanConfig()).tolist() == [6]
+    wide = ScanConfig(class_offsets_s=(1.0, 25.0))
+    assert placed_windows(scores, d, wide).tolist() == [4, 5, 6]
+    scores.classified = np.ones(len(p), bool)
+    scores.classified[6] = False  # held back by the gate: not a class window
+    assert placed_windows(scores, d, ScanConfig()).tolist() == []

@@ -8,7 +8,12 @@ import pytest
 from obspy import Stream, read
 from scan_helpers import START, station_traces, write_mseed
 from seislens.models.event_preprocess import EventInputError, EventPreprocessConfig
-from seislens.service.scan_reader import MappedRecording, ScanBudgets, read_segments
+from seislens.service.scan_reader import (
+    MappedRecording,
+    ScanBudgets,
+    read_ranges,
+    read_segments,
+)
 
 BUDGETS = ScanBudgets(max_stations=10, max_traces=1000, max_channel_samples=10**8)
 PRE = EventPreprocessConfig()
@@ -79,6 +84,20 @@ def test_chunks_read_what_the_file_holds(recording):
         parts = [read_segments(rec, a, a.start + t0, a.start + t0 + 150.0, 1.0) for t0 in (0, 150)]
     got = np.concatenate([p[0].data[0] for p in parts])
     assert np.array_equal(got, z.data[:30_000])
+
+
+def test_ranges_read_together_equal_each_read_alone(recording):
+    path, _ = recording
+    with MappedRecording(path, "multi.mseed", BUDGETS) as rec:
+        a = rec.plan(PRE).stations[0]
+        ranges = [(a.start + t0, a.start + t1) for t0, t1 in [(10, 130), (200, 400), (500, 520)]]
+        together = read_ranges(rec, a, ranges, PRE.max_gap_s)
+        alone = [read_segments(rec, a, t0, t1, PRE.max_gap_s) for t0, t1 in ranges]
+    assert [len(s) for s in together] == [1, 2, 0]  # Z's gap at 300–330 s splits; 20 s: none
+    for mine, theirs in zip(together, alone, strict=True):
+        assert [s.start for s in mine] == [s.start for s in theirs]
+        for x, y in zip(mine, theirs, strict=True):
+            assert np.array_equal(x.data, y.data)
 
 
 def test_not_miniseed_and_empty_files_are_refused(tmp_path):
