@@ -2,12 +2,13 @@
 # The SeisLens API: the serving install only (FastAPI, ONNX Runtime, FAISS, segyio —
 # no torch), with the default bundle copied to /bundles/default.
 #
-#   docker build -t seislens .                    # CPU (target "serve", the default)
-#   docker build --target gpu -t seislens:gpu .   # onnxruntime-gpu + faiss-gpu (CUDA 12)
+#   docker build -t seislens .                            # CPU (target "serve", the default)
+#   docker build --target gpu -t seislens:gpu .           # onnxruntime-gpu + faiss-gpu (CUDA 12)
+#   docker build --target cluster -t seislens:cluster .   # + the cluster extra (Ray)
 #   docker run -p 8000:8000 seislens
 #
 # artifacts/default must exist (`seislens bundle build --preset default`).
-# Both targets run as the unprivileged user `seislens` (uid 10001), never root; it owns
+# Every target runs as the unprivileged user `seislens` (uid 10001), never root; it owns
 # /bundles, where the service writes its lease files (bundle/leases/).
 
 FROM python:3.11-slim AS serve
@@ -73,3 +74,27 @@ ENV SEISLENS_PREFER_GPU=true \
 
 USER seislens
 WORKDIR /home/seislens
+
+
+# The cluster variant: the serving image plus the `cluster` extra (ray[data,serve],
+# which brings pyarrow), still without torch. The nodes of docker-compose's `cluster`
+# profile run it (a Ray head, workers, and the `seislens index build --engine ray`
+# driver), and so can `seislens serve --engine ray`. Ray keeps its session files in
+# /tmp/ray and its object store in /dev/shm (give the container shm: compose's shm_size).
+FROM serve AS cluster
+
+USER root
+WORKDIR /opt/seislens
+RUN pip install ".[serve,cluster]" \
+    && python -c "import importlib.util as u, sys; sys.exit('torch is installed; the cluster image must not have it' if u.find_spec('torch') else 0)" \
+    && python -c "import ray, ray.data, ray.serve, pyarrow.fs, seislens.index.ray_build, seislens.service.ray_serve"
+
+ENV RAY_USAGE_STATS_ENABLED=0 \
+    OMP_NUM_THREADS=1
+
+USER seislens
+WORKDIR /home/seislens
+
+
+# The default target (a build without --target builds the last stage): the CPU API.
+FROM serve AS default

@@ -1,14 +1,20 @@
-"""Past one machine: rebuild throughput on Ray Data and sharded search latency.
+"""Past one machine: rebuild throughput on Ray Data, sharded search latency, and
+reloads under load on Ray Serve replicas.
 
     python bench/scale.py --bundle artifacts/default --models 4000 --vectors 100000
+    python bench/scale.py --skip-rebuild --skip-search --reloads 5   # the reloads alone
 
 Rebuild: one velocity library of ``--models`` models (the bundle's own indexed models,
 tiled with a small offset per copy; embedding cost does not depend on the content) is
-indexed three times into fresh copies of the bundle, with the same parts
-(``--part-size``): in this process (``--engine local``; ONNX Runtime picks its threads),
-and on a local Ray cluster of ``--cpus`` CPUs with 1 and with 2 embedding actors (one
-ONNX thread each). Printed: seconds, models/s, the speed-up of 2 actors over 1 and the
-overhead of 1 actor over the local build; the three indexes are checked equal.
+indexed into fresh copies of the bundle, with the same parts (``--part-size``), by each
+of ``--engines``: in this process (``local``; ONNX Runtime picks its threads), the same
+pinned to one CPU (``local-1cpu``: what one actor has), and on a local Ray cluster of
+``--cpus`` CPUs with 1 and with 2 embedding actors (``ray-1``, ``ray-2``; one ONNX thread
+each; a tiny Ray Data job first, untimed, so its one-time start-up is not in ``ray-1``).
+Printed per engine: seconds, models/s, and where they went (the embedding call, when its
+first and last part file was written, the rest: discovery, assembly, index, switch); the
+speed-up of 2 actors over 1 and the overhead of 1 actor over each local build; the
+indexes are checked equal.
 
 Search: ``--vectors`` unit vectors (random; exact search does not care what they are)
 in one exact index, the same split into ``--shards`` shards searched in this process,
@@ -16,8 +22,19 @@ and the same shards in one Ray actor each. Queries are asked one at a time
 (``--queries``); printed: p50/p99 ms a query and whether the merged top-10 ids and
 scores equal the single index's. FAISS runs on ``--threads`` threads.
 
+Reloads: two copies of the bundle; 2 Serve replicas (autoscaling bounds 2..2,
+``--cpus-per-replica`` each, manifest watch 0.2 s) serve the first while
+``--reload-concurrency`` clients send SEG-Y searches (a noise gather, top-3) without a
+pause; ``--reloads`` reloads, in turn a rebuild of the served bundle's velocity index
+(picked up by the replicas' manifest watchers) and a rebuild of the other copy followed
+by one admin reload to it (carried to the other replica by the bundle board). After each,
+``GET /v1/bundle`` is asked until both replicas (the ``X-SeisLens-Replica`` header) serve
+the new bundle and index. Printed: per reload, its kind and the seconds until every
+replica served it; requests sent and failed (anything but the expected 200). The code is
+seislens/ray_reload_drill.py, also run by tests/service/test_ray_serve.py.
+
 Tables go to stdout, the figures to ``bench/out/scale.json``. Needs the cluster extra,
-except with ``--no-ray`` (the local build and the in-process shards only).
+except with ``--no-ray`` (the local build and the in-process shards only; no reloads).
 """
 
 from __future__ import annotations
@@ -56,17 +73,62 @@ def make_library(bundle: Path, root: Path, n: int) -> Path:
     return root
 
 
-def timed_build(bundle: Path, library: Path, part_size: int, workers: int | None) -> float:
-    """Seconds to build ``bundle``'s velocity index (None workers: the local engine)."""
+class TimedParts:
+    """An embedding engine timed: seconds of its call, and when (s from the call's
+    start) its first and last part files were written."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.figures: dict[str, float] = {}
+
+    def __call__(self, job: Any) -> list[Path]:
+        start, wall = time.perf_counter(), time.time()
+        parts = self.inner(job)
+        mtimes = sorted(p.stat().st_mtime for p in parts)
+        self.figures = {
+            "embed_s": time.perf_counter() - start,
+            "first_part_s": mtimes[0] - wall,
+            "last_part_s": mtimes[-1] - wall,
+            "parts": len(parts),
+        }
+        return parts
+
+
+def timed_build(
+    bundle: Path, library: Path, part_size: int, workers: int | None, cpus: set[int] | None = None
+) -> dict[str, float]:
+    """Seconds to build ``bundle``'s velocity index (None workers: the local engine, on
+    the CPUs ``cpus`` if given), and where they went: ``embed_s`` (the embedding
+    engine's call), ``first_part_s`` / ``last_part_s`` (its first and last part file
+    written, from the call's start), ``rest_s`` (discovery, assembly, index, switch)."""
+    from seislens.index.builder import _embed_parts
+
     cfg = BuildConfig(part_size=part_size)
-    start = time.perf_counter()
     if workers is None:
-        build(bundle, VELOCITY, [library], cfg, progress=False)
+        parts = TimedParts(_embed_parts)
     else:
         from seislens.index.ray_build import RayEngine, RayParts
 
-        parts = RayParts(RayEngine(workers=workers))
+        parts = TimedParts(RayParts(RayEngine(workers=workers)))
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    try:
+        start = time.perf_counter()
         build(bundle, VELOCITY, [library], cfg, progress=False, embed_parts=parts)
+        total = time.perf_counter() - start
+    finally:
+        os.sched_setaffinity(0, before)
+    return {"total_s": total, **parts.figures, "rest_s": total - parts.figures["embed_s"]}
+
+
+def warm_ray_data() -> float:
+    """Seconds of a first, tiny Ray Data job (its one-time start-up, kept out of the
+    timed builds)."""
+    import ray.data
+
+    start = time.perf_counter()
+    ray.data.range(4, override_num_blocks=2).map_batches(lambda b: b).take_all()
     return time.perf_counter() - start
 
 
@@ -83,29 +145,42 @@ def vectors_of(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def rebuild_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     library = make_library(args.bundle, work / "lib", args.models)
-    runs: dict[str, float] = {}
+    runs: dict[str, dict[str, float]] = {}
     results = {}
-    engines = (("local", None),) if args.no_ray else (("local", None), ("ray-1", 1), ("ray-2", 2))
-    for name, workers in engines:
+    engines: list[tuple[str, int | None, set[int] | None]] = [
+        ("local", None, None),
+        ("local-1cpu", None, {min(os.sched_getaffinity(0))}),
+    ]
+    out: dict[str, Any] = {"models": args.models, "part_size": args.part_size}
+    if not args.no_ray:
+        engines += [("ray-1", 1, None), ("ray-2", 2, None)]
+        out["ray_data_warm_up_s"] = warm_ray_data()
+    engines = [e for e in engines if e[0] in args.engines.split(",")]
+    for name, workers, cpus in engines:
         copy = work / f"bundle-{name}"
         shutil.copytree(args.bundle, copy)
-        runs[name] = timed_build(copy, library, args.part_size, workers)
+        runs[name] = timed_build(copy, library, args.part_size, workers, cpus)
         results[name] = vectors_of(copy)
-        print(f"{name}: {runs[name]:.1f} s", file=sys.stderr)
-    ids0, scores0 = results["local"]
+        shutil.rmtree(copy)
+        print(f"{name}: {runs[name]}", file=sys.stderr)
+    ids0, scores0 = next(iter(results.values()))
     equal = all(
         np.array_equal(ids0, i) and np.allclose(scores0, s, atol=1e-5) for i, s in results.values()
     )
-    out = {
-        "models": args.models,
-        "part_size": args.part_size,
-        "seconds": runs,
-        "models_per_s": {k: args.models / v for k, v in runs.items()},
+    seconds = {k: v["total_s"] for k, v in runs.items()}
+    out |= {
+        "seconds": seconds,
+        "phases": runs,
+        "models_per_s": {k: args.models / v for k, v in seconds.items()},
         "same_index": bool(equal),
     }
-    if not args.no_ray:
-        out["speedup_2_over_1"] = runs["ray-1"] / runs["ray-2"]
-        out["overhead_1_over_local"] = runs["ray-1"] / runs["local"] - 1
+    embed = {k: v["embed_s"] for k, v in runs.items()}
+    if {"ray-1", "ray-2"} <= set(runs):
+        out["speedup_2_over_1"] = seconds["ray-1"] / seconds["ray-2"]
+        out["embed_speedup_2_over_1"] = embed["ray-1"] / embed["ray-2"]
+    for local in ("local", "local-1cpu") if "ray-1" in runs else ():
+        if local in runs:
+            out[f"overhead_1_over_{local}"] = seconds["ray-1"] / seconds[local] - 1
     return out
 
 
@@ -164,6 +239,78 @@ def search_bench(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def reload_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Reloads under load on 2 Serve replicas (see the module docstring)."""
+    import socket
+
+    from seislens.data.gather_files import write_segy
+    from seislens.service.ray_serve import RayServeSettings, serve_on_ray, shutdown
+    from seislens.service.settings import Settings
+
+    from seislens.ray_reload_drill import reloads_under_load, segy_search
+    from seislens.rebuild_drill import velocity_library
+
+    bundles = (work / "serve-a", work / "serve-b")
+    for b in bundles:
+        shutil.copytree(args.bundle, b)
+    library = [velocity_library(args.bundle, work / "reload-library")]
+    gather = np.random.default_rng(0).standard_normal((5, 1000, 70)).astype(np.float32)
+    write_segy(work / "query.sgy", gather)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "bench-token"
+    settings = Settings(onnx_threads=1, prefer_gpu=False, admin_token=token, watch_interval_s=0.2)
+    bounds = RayServeSettings(
+        min_replicas=2, max_replicas=2, cpus_per_replica=args.cpus_per_replica
+    )
+    start = time.perf_counter()
+    serve_on_ray(
+        bundles[0], port=port, replicas=2, settings=settings, bounds=bounds, blocking=False
+    )
+    started_s = time.perf_counter() - start
+    try:
+        report = reloads_under_load(
+            f"http://127.0.0.1:{port}",
+            bundles,
+            library,
+            [segy_search((work / "query.sgy").read_bytes())],
+            token,
+            reloads=args.reloads,
+            replicas=2,
+            concurrency=args.reload_concurrency,
+        )
+    finally:
+        shutdown()
+    return {
+        "replicas": 2,
+        "library_models": int(
+            sum(len(np.load(f, mmap_mode="r")) for f in library[0].rglob("*.npy"))
+        ),
+        "concurrency": args.reload_concurrency,
+        "deploy_s": started_s,
+        "reloads": [vars(r) for r in report.reloads],
+        "requests": report.requests,
+        "failed": report.failed,
+        "outcomes": report.outcomes,
+        "failure_examples": report.examples,
+    }
+
+
+def search_table(s: dict[str, Any]) -> None:
+    """Print the search figures as a Markdown table."""
+    print(
+        f"Exact search, {s['vectors']} vectors, {s['shards']} shards, top-10, one query a call:\n"
+    )
+    print("| index | p50 ms | p99 ms | identical to single |\n|---|---|---|---|")
+    for name in ("single", "in-process", "actors"):
+        if name in s:
+            f = s[name]
+            print(f"| {name} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['identical']} |")
+    if "fan_out_added_p50_ms" in s:
+        print(f"\nfan-out over actors adds {s['fan_out_added_p50_ms']:.2f} ms p50")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--bundle", type=Path, default=Path("artifacts/default"))
@@ -174,7 +321,17 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--threads", type=int, default=1, help="FAISS threads")
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the Ray cluster")
+    p.add_argument("--reloads", type=int, default=5, help="reloads on 2 Serve replicas")
+    p.add_argument("--reload-concurrency", type=int, default=4, help="clients during reloads")
+    p.add_argument("--cpus-per-replica", type=float, default=0.5)
+    p.add_argument(
+        "--engines",
+        default="local,local-1cpu,ray-1,ray-2",
+        help="rebuild engines, comma-separated (local-1cpu: pinned to one CPU)",
+    )
     p.add_argument("--skip-rebuild", action="store_true")
+    p.add_argument("--skip-search", action="store_true")
+    p.add_argument("--skip-reload", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="only the in-process figures")
     args = p.parse_args()
 
@@ -190,7 +347,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_rebuild:
             figures["rebuild"] = rebuild_bench(args, Path(tmp))
-    figures["search"] = search_bench(args)
+        if not (args.no_ray or args.skip_reload):
+            figures["reload"] = reload_bench(args, Path(tmp))
+    if not args.skip_search:
+        figures["search"] = search_bench(args)
     figures["load_average_at_end"] = os.getloadavg()[0]
     if not args.no_ray:
         ray.shutdown()
@@ -198,25 +358,39 @@ def main() -> None:
     if "rebuild" in figures:
         r = figures["rebuild"]
         print(f"Rebuild of {r['models']} velocity models (parts of {r['part_size']}):\n")
-        print("| engine | s | models/s |\n|---|---|---|")
-        for name, s in r["seconds"].items():
-            print(f"| {name} | {s:.1f} | {r['models_per_s'][name]:.1f} |")
-        if not args.no_ray:
+        print(
+            "| engine | s | models/s | embedding s | first part at s | last part at s "
+            "| rest s |\n|---|---|---|---|---|---|---|"
+        )
+        for name, f in r["phases"].items():
             print(
-                f"\n2 actors over 1: {r['speedup_2_over_1']:.2f}x; 1 actor over local: "
-                f"{100 * r['overhead_1_over_local']:+.0f} %; same index: {r['same_index']}\n"
+                f"| {name} | {f['total_s']:.1f} | {r['models_per_s'][name]:.1f} "
+                f"| {f['embed_s']:.1f} | {f['first_part_s']:.1f} | {f['last_part_s']:.1f} "
+                f"| {f['rest_s']:.1f} |"
             )
-    s = figures["search"]
-    print(
-        f"Exact search, {s['vectors']} vectors, {s['shards']} shards, top-10, one query a call:\n"
-    )
-    print("| index | p50 ms | p99 ms | identical to single |\n|---|---|---|---|")
-    for name in ("single", "in-process", "actors"):
-        if name in s:
-            f = s[name]
-            print(f"| {name} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['identical']} |")
-    if "fan_out_added_p50_ms" in s:
-        print(f"\nfan-out over actors adds {s['fan_out_added_p50_ms']:.2f} ms p50")
+        if "speedup_2_over_1" in r:
+            print(
+                f"\n2 actors over 1: {r['speedup_2_over_1']:.2f}x (embedding alone "
+                f"{r['embed_speedup_2_over_1']:.2f}x)"
+            )
+        for local in ("local", "local-1cpu"):
+            if f"overhead_1_over_{local}" in r:
+                print(f"1 actor over {local}: {100 * r[f'overhead_1_over_{local}']:+.0f} %")
+        if "ray_data_warm_up_s" in r:
+            print(f"Ray Data warm-up {r['ray_data_warm_up_s']:.1f} s (untimed)")
+        print(f"same index: {r['same_index']}\n")
+    if "reload" in figures:
+        r = figures["reload"]
+        print(
+            f"{len(r['reloads'])} reloads on {r['replicas']} Serve replicas under "
+            f"{r['concurrency']} clients of SEG-Y search (library {r['library_models']}):\n"
+        )
+        print("| # | kind | s until every replica served it |\n|---|---|---|")
+        for i, run in enumerate(r["reloads"], 1):
+            print(f"| {i} | {run['kind']} | {run['seconds_to_every_replica']:.2f} |")
+        print(f"\nrequests {r['requests']}, failed {r['failed']}\n")
+    if "search" in figures:
+        search_table(figures["search"])
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(figures, indent=2))
 

@@ -6,7 +6,9 @@ its embedding step run on a Ray cluster:
 
 1. the build's parts (:func:`~seislens.index.builder.part_plan`: source, start, stop)
    that have no finished file in the work folder become a Ray Dataset, one row a part;
-2. ``map_batches`` sends them to a pool of ``workers`` actors; each actor finds the
+2. ``map_batches`` sends them to a pool of ``workers`` actors
+   (:class:`~seislens.index.ray_actor.PartEmbedder`, in a module light to import: an
+   actor process loads only its own branch's item code); each actor finds the
    library's sources itself (the same discovery, so the same sources), holds one ONNX
    session per graph (CUDA when the node has a GPU and ``gpus_per_worker`` > 0) and
    writes each part it embeds atomically to the work folder (a shared file system
@@ -16,23 +18,34 @@ its embedding step run on a Ray cluster:
 
 A job killed at any point reruns only the parts without a file: the work folder is
 named by the request (library fingerprints, encoder hash, part size, options).
+
+Library folders may be local paths or filesystem URLs pyarrow resolves
+(:func:`resolve_library`): ``file:///abs/path`` is that local folder (the same build,
+the same request, as the path itself); a folder on another filesystem (``s3://``,
+``gs://``, ``hdfs://``, ``abfs://``, ...) is copied once, with its folder names (the
+velocity families), to ``<bundle>/index/.library-<hash of the URL>/`` beside the work
+folder (so on the same shared file system the actors read), reused by a rerun once the
+copy is complete, and removed after a successful build.
 Imported only when ``--engine ray`` is asked for: the package imports without ray.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from seislens.index.builder import ITEMS, BuildConfig, PartsJob, build, part_plan
-from seislens.index.bundle import branch_section, read_manifest
-from seislens.models.branches import Branch, get_branch
+from seislens.index.builder import BuildConfig, PartsJob, build, part_plan
+from seislens.index.bundle import BundleError
+from seislens.index.ray_actor import PartEmbedder
+from seislens.models.branches import Branch
 from seislens.models.manifest import IndexEntry
 
 try:
+    import pyarrow.fs as pafs
     import ray
     import ray.data
 except ImportError as exc:  # pragma: no cover - the cluster extra is not installed
@@ -65,52 +78,6 @@ class RayEngine:
                 f"workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, "
                 f"gpus_per_worker={self.gpus_per_worker}; expected >= 1, >= 1, >= 0"
             )
-
-
-class PartEmbedder:
-    """A Ray Data actor: one branch embedder; embeds the parts of a batch of rows.
-
-    Args:
-        bundle: the bundle directory; branch: the registry name; paths, max_per_folder,
-            options: what the build discovers its sources with; threads: ONNX Runtime
-            intra-op threads; gpu: prefer CUDA.
-    """
-
-    def __init__(
-        self,
-        bundle: str,
-        branch: str,
-        paths: list[str],
-        max_per_folder: int | None,
-        options: Any,
-        threads: int,
-        gpu: bool,
-    ) -> None:
-        from seislens.models.embedders import choose_providers
-
-        self.branch = get_branch(branch)
-        self.items = ITEMS[branch]
-        self.options = options
-        self.sources = self.items.discover([Path(p) for p in paths], max_per_folder, options)
-        section = branch_section(Path(bundle), read_manifest(Path(bundle)), self.branch)
-        self.embedder = self.branch.build_embedder(
-            Path(bundle), section, choose_providers(prefer_gpu=gpu), threads
-        )
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Embed each row's part (``path``, ``source``, ``start``, ``stop``) to its file;
-        the rows back with ``items`` (items embedded) and ``pid`` (this actor's process)."""
-        done = []
-        for path, i, a, b in zip(
-            batch["path"], batch["source"], batch["start"], batch["stop"], strict=True
-        ):
-            part = self.items.embed(
-                self.embedder, self.sources[int(i)], int(a), int(b), self.options
-            )
-            part.save(Path(str(path)))
-            done.append(len(part))
-        n = len(done)
-        return {"path": batch["path"], "items": np.array(done), "pid": np.full(n, os.getpid())}
 
 
 def connect(address: str | None) -> None:
@@ -158,6 +125,7 @@ def _run(job: PartsJob, engine: RayEngine, todo: list[dict[str, Any]]) -> list[d
             "options": job.options,
             "threads": engine.cpus_per_worker,
             "gpu": engine.gpus_per_worker > 0,
+            "items": job.items,  # pickled by its class: the actor imports that branch only
         },
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=engine.workers),
@@ -167,16 +135,88 @@ def _run(job: PartsJob, engine: RayEngine, todo: list[dict[str, Any]]) -> list[d
     return embedded.take_all()
 
 
+LibrarySource = str | Path
+"""A library folder (or file): a local path, or a filesystem URL pyarrow resolves."""
+
+STAGED_MARK = ".complete"
+"""The file that marks a staged copy of a remote library folder as whole."""
+
+
+def is_url(source: LibrarySource) -> bool:
+    """Whether ``source`` is a URL (``scheme://...``) rather than a local path."""
+    return isinstance(source, str) and "://" in source
+
+
+def resolve_library(sources: Sequence[LibrarySource], stage: Path) -> list[Path]:
+    """Local paths for the library ``sources``, in order: a local path as it is; a URL
+    resolved with ``pyarrow.fs.FileSystem.from_uri``: its path on the local filesystem
+    (``file://``), else its copy staged under ``stage`` (:func:`stage_source`).
+
+    Raises:
+        BundleError: a URL pyarrow cannot resolve, or that names nothing.
+    """
+    paths = []
+    for source in sources:
+        if not is_url(source):
+            paths.append(Path(source))
+            continue
+        try:
+            fs, path = pafs.FileSystem.from_uri(str(source))
+        except (ValueError, OSError, NotImplementedError) as exc:  # pyarrow's ArrowInvalid, ...
+            raise BundleError(
+                f"library {source}: not a filesystem URL pyarrow resolves ({exc})"
+            ) from None
+        if isinstance(fs, pafs.LocalFileSystem):
+            paths.append(Path(path))
+        else:
+            digest = hashlib.sha256(str(source).encode()).hexdigest()[:16]
+            paths.append(stage_source(fs, path, stage / f".library-{digest}", str(source)))
+    return paths
+
+
+def stage_source(fs: Any, path: str, dest: Path, label: str | None = None) -> Path:
+    """A local copy of ``path`` (a folder or one file) on the pyarrow filesystem ``fs``,
+    kept under ``dest`` with its own name (the velocity family of a model folder);
+    a whole earlier copy (its :data:`STAGED_MARK`) is reused.
+
+    Raises:
+        BundleError: ``path`` does not exist on ``fs``.
+    """
+    path = path.rstrip("/")
+    local = dest / (Path(path).name or "library")
+    if (dest / STAGED_MARK).exists():
+        return local
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise BundleError(f"library {label or path} does not exist")
+    shutil.rmtree(dest, ignore_errors=True)  # a copy a killed job left half done
+    local.parent.mkdir(parents=True)
+    if info.type == pafs.FileType.Directory:
+        local.mkdir()
+    local_fs = pafs.LocalFileSystem()
+    pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=local_fs)
+    (dest / STAGED_MARK).touch()
+    return local
+
+
 def ray_build(
     bundle: Path,
     branch: Branch,
-    sources: list[Path],
+    sources: Sequence[LibrarySource],
     config: BuildConfig | None = None,
     engine: RayEngine | None = None,
     progress: bool = True,
     resume: bool = True,
 ) -> IndexEntry:
     """:func:`seislens.index.builder.build` with its embedding on Ray (``engine``);
-    the same arguments, result and guarantees."""
+    the same arguments, result and guarantees, and ``sources`` may be filesystem URLs
+    (:func:`resolve_library`; staged copies are removed once the build succeeded)."""
+    bundle = Path(bundle)
+    stage = bundle / "index"
+    paths = resolve_library(sources, stage)
     embed = RayParts(engine or RayEngine())
-    return build(bundle, branch, sources, config, progress, resume, embed_parts=embed)
+    entry = build(bundle, branch, paths, config, progress, resume, embed_parts=embed)
+    for p in paths:
+        if p.is_relative_to(stage) and p.parent.name.startswith(".library-"):
+            shutil.rmtree(p.parent, ignore_errors=True)
+    return entry

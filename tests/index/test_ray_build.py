@@ -140,9 +140,12 @@ def test_the_actor_writes_the_parts_the_local_build_writes(velocity_bundle, tmp_
     from seislens.index.velocity_items import VelocityItemOptions
 
     library = make_library(velocity_bundle, tmp_path / "lib", repeats=1)
+    items = ITEMS["velocity"]
     actor = PartEmbedder(
-        str(velocity_bundle), "velocity", [str(library)], None, VelocityItemOptions(), 1, False
-    )
+        str(velocity_bundle), "velocity", [str(library)], None, VelocityItemOptions(), 1, False,
+        items,
+    )  # fmt: skip
+    assert actor.items is items
     batch = {
         "path": np.array([str(tmp_path / "part-000000.npz")]),
         "source": np.array([1]),
@@ -158,3 +161,23 @@ def test_the_actor_writes_the_parts_the_local_build_writes(velocity_bundle, tmp_
     expected = ITEMS["velocity"].embed(actor.embedder, source, 2, 9, VelocityItemOptions())
     np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-6)
     assert got.source == expected.source and got.family == [source.family] * 7
+
+
+def test_an_actor_process_imports_only_its_own_branch():
+    """What Ray ships to an actor (the class and the build's items, pickled) loads in a
+    fresh interpreter without the builder or the event branch's scipy/pandas imports."""
+    import cloudpickle
+    from seislens.index.builder import ITEMS
+    from seislens.index.ray_build import PartEmbedder
+
+    code = (
+        "import sys, cloudpickle; cls, items = cloudpickle.loads(sys.stdin.buffer.read()); "
+        "print(cls.__module__, type(items).__name__, sorted(m for m in "
+        "('seislens.index.builder', 'seislens.index.event_items', 'scipy.signal', 'pandas') "
+        "if m in sys.modules))"
+    )
+    shipped = cloudpickle.dumps((PartEmbedder, ITEMS["velocity"]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=shipped, capture_output=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.decode().split() == ["seislens.index.ray_actor", "VelocityItems", "[]"]

@@ -27,7 +27,7 @@ def _stage_users(dockerfile: str) -> dict[str, str]:
 def test_every_image_stage_runs_as_the_unprivileged_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     users = _stage_users(dockerfile)
-    assert set(users) == {"serve", "gpu"}
+    assert set(users) == {"serve", "gpu", "cluster", "default"}
     assert all(user == "seislens" for user in users.values()), users
     uid = re.search(r"useradd [^\n]*--uid (\d+) seislens", dockerfile)[1]
     assert int(uid) >= 1000
