@@ -26,7 +26,12 @@ def ray_cluster() -> str:
         pytest.skip(_FAILED[0])
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
-        options = {"address": address} if address else {"num_cpus": 2, "include_dashboard": False}
+        options = (
+            {"address": address}
+            if address
+            # "local": a new cluster even when a stale /tmp/ray/ray_current_cluster names one
+            else {"address": "local", "num_cpus": 2, "include_dashboard": False}
+        )
         try:
             ray.init(log_to_driver=False, configure_logging=False, **options)
         except Exception as exc:  # a loaded machine: the raylet's agents start too late
