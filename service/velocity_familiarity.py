@@ -55,7 +55,7 @@ PARTIAL_GEOMETRY = (
     "the gather covers only part of the model frame (missing shots or receivers, "
     "zero-filled): the encoders were trained with such gaps, but answers from part of the "
     "frame are less precise (bench/robustness.py on the default bundle, synthetic, gallery "
-    "200: s→v R@1 0.64-0.84 from one shot, 0.94 from three, 0.79 from half the spread, "
+    "200: s→v R@1 0.67-0.83 from one shot, 0.93 from three, 0.80 from half the spread, "
     "against 0.95 from the full frame)"
 )
 
