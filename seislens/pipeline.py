@@ -247,7 +247,21 @@ def calibrate_velocity_bundle(
         return manifest.with_section(VELOCITY.name, section)
 
     update_manifest(bundle, with_calibration)
+    _remove_stale_densities(bundle, calibration)
     return calibration
+
+
+def _remove_stale_densities(bundle: Path, calibration: Any) -> None:
+    """Delete the density files of earlier calibrations (``calibration/`` holds only the
+    manifest's). A service keeps the density it loaded in memory; one loading this very
+    moment from the old manifest answers with the best score alone and says why."""
+    keep = calibration.density.file if calibration.density is not None else None
+    folder = Path(bundle) / "calibration"
+    if not folder.is_dir():
+        return
+    for path in folder.glob("velocity-density-*.npz"):
+        if f"calibration/{path.name}" != keep:
+            path.unlink(missing_ok=True)
 
 
 def _fit_velocity_density(

@@ -80,6 +80,17 @@ def test_calibration_with_a_density_writes_its_file_and_refuses_its_own_queries(
     density = load_density(bundle, spec)
     far = density.mean + 100.0
     assert joint_familiarity(cal.top1_scores[-1], density.distance(far)[0], cal) == 0.0
+    again = calibrate_velocity_bundle(
+        bundle,
+        [tiny_velocity_data],
+        k=5,
+        progress=False,
+        density_data=[other],
+        density_max_per_folder=8,
+    )
+    assert again.density.file != spec.file  # another fit, another file
+    left = sorted(p.name for p in (bundle / "calibration").iterdir())
+    assert left == [again.density.file.split("/")[-1]]  # the earlier one removed
 
 
 def test_bundle_build_end_to_end_with_calibration(tmp_path):
