@@ -61,14 +61,18 @@ def test_calibration_with_a_density_writes_its_file_and_refuses_its_own_queries(
         )
     other = tmp_path / "other"
     shutil.copytree(tiny_velocity_data, other)  # other paths: the mechanics, not hold-out
-    cal = calibrate_velocity_bundle(
-        bundle,
-        [tiny_velocity_data],
-        k=5,
-        progress=False,
-        density_data=[other],
-        density_max_per_folder=10,
-    )
+
+    def calibrate(per_folder: int):
+        return calibrate_velocity_bundle(
+            bundle,
+            [tiny_velocity_data],
+            k=5,
+            progress=False,
+            density_data=[other],
+            density_max_per_folder=per_folder,
+        )
+
+    cal = calibrate(10)
     spec = cal.density
     assert spec is not None and read_manifest(bundle).velocity.calibration == cal
     path = bundle / spec.file
@@ -80,14 +84,7 @@ def test_calibration_with_a_density_writes_its_file_and_refuses_its_own_queries(
     density = load_density(bundle, spec)
     far = density.mean + 100.0
     assert joint_familiarity(cal.top1_scores[-1], density.distance(far)[0], cal) == 0.0
-    again = calibrate_velocity_bundle(
-        bundle,
-        [tiny_velocity_data],
-        k=5,
-        progress=False,
-        density_data=[other],
-        density_max_per_folder=8,
-    )
+    again = calibrate(8)
     assert again.density.file != spec.file  # another fit, another file
     left = sorted(p.name for p in (bundle / "calibration").iterdir())
     assert left == [again.density.file.split("/")[-1]]  # the earlier one removed
