@@ -24,7 +24,7 @@ from seislens.models.branches import VELOCITY
 pytest.importorskip("ray", reason=SKIP_REASON)
 
 from seislens.index.ray_build import RayEngine, RayParts
-from seislens.index.ray_shards import ActorShardedIndex
+from seislens.index.ray_shards import INLINE_QUERY_BYTES, ActorShardedIndex
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,6 +129,8 @@ def test_two_actor_shards_answer_as_the_single_index(cluster, velocity_bundle, t
         np.testing.assert_array_equal(
             single.search(_queries(), 4, allowed)[1], actors.search(_queries(), 4, allowed)[1]
         )
+        many = _queries(INLINE_QUERY_BYTES // (4 * single.dim) + 1)  # through the object store
+        np.testing.assert_array_equal(single.search(many, 5)[1], actors.search(many, 5)[1])
     finally:
         actors.close()
 
