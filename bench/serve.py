@@ -5,16 +5,17 @@ against the in-process floor.
     python bench/serve.py --bundle artifacts/default --run runs/velocity-default   # + torch
 
 Prints a markdown table: the in-process floor (the same file read, preprocessed,
-embedded, searched and estimated in this process with the server's own functions and
-settings, no HTTP), the p50/p99 latency of one SEG-Y search at concurrency 1 uploaded as
-a multipart ``file`` and as a raw ``application/octet-stream`` body, each one's p50
-against the floor (goal ≤ 1.5×), requests/s at concurrency 8, the server's peak RSS,
-and the server's own time per stage (read, embed, search, estimate). The floor and the
-two uploads take turns of ten requests, so that a change of load on a shared machine
-falls on all three alike. With ``--run`` (the training run the bundle was
-exported from, and torch installed) it also times the ONNX seismic encoder against
-torch eager on the same batch. The client runs on the same machine as the server and
-takes part of its CPU: the figures are what one machine serves to itself.
+embedded, searched and estimated, its SNR and familiarity computed, in this process with
+the server's own functions and settings, no HTTP), the p50/p99 latency of one SEG-Y
+search at concurrency 1 uploaded as a multipart ``file`` and as a raw
+``application/octet-stream`` body, each one's p50 against the floor (goal ≤ 1.5×),
+requests/s at concurrency 8, the server's peak RSS, and the server's own time per stage
+(read, embed, search, estimate). The floor and the two uploads take turns of ten
+requests, so that a change of load on a shared machine falls on all three alike. With
+``--run`` (the training run the bundle was exported from, and torch installed) it also
+times the ONNX seismic encoder against torch eager on the same batch. The client runs on
+the same machine as the server and takes part of its CPU: the figures are what one
+machine serves to itself.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from _common import (
 from seislens.data.gather_files import read_gather, write_segy
 from seislens.models.branches import VELOCITY
 from seislens.models.contract import GATHER_SHAPE
+from seislens.models.gather_quality import lateral_snr_db
 from seislens.service.settings import Settings
 from seislens.service.state import load_bundle
+from seislens.service.velocity_familiarity import query_familiarity
 from seislens.service.velocity_search import search_gather
 
 SEARCH = "/v1/velocity/search"
@@ -127,7 +130,9 @@ def _ms(value: float) -> str:
 def _in_process_search(args: argparse.Namespace) -> Iterator[Callable[[Path], object]]:
     """The floor: a search of a gather file with no HTTP — the same bundle, settings
     and functions as the server's route (read_gather, then search_gather: preprocess,
-    embed, search, estimate)."""
+    embed, search, estimate; then the SNR estimate and the familiarity, which every
+    answer carries). What it leaves out is the serving: the upload, the parse worker's
+    process hop, the answer's assembly and JSON, and HTTP."""
     env = server_env(args)
     settings = Settings(
         bundle=args.bundle,
@@ -143,7 +148,10 @@ def _in_process_search(args: argparse.Namespace) -> Iterator[Callable[[Path], ob
 
     def search(path: Path) -> object:
         upload = read_gather(path, path.name)
-        return search_gather(branch, upload.data, args.k, None, settings.estimate_temperature)
+        outcome = search_gather(branch, upload.data, args.k, None, settings.estimate_temperature)
+        best = float(outcome.scores[0]) if len(outcome.scores) else None
+        snr_db = lateral_snr_db(upload.data)
+        return query_familiarity(best, branch, upload.partial_geometry, snr_db, outcome.query)
 
     try:
         yield search

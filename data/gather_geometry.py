@@ -157,8 +157,9 @@ def _assign_shots(headers: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
 
 def _distinct_within_shots(values: np.ndarray, shot_of_trace: np.ndarray) -> bool:
     """True when no two traces of one shot share a value."""
-    pairs = np.stack([shot_of_trace.astype(np.float64), values], axis=1)
-    return np.unique(pairs, axis=0).shape[0] == values.size
+    order = np.lexsort((values, shot_of_trace))
+    same_shot = shot_of_trace[order][1:] == shot_of_trace[order][:-1]
+    return not np.any(same_shot & (values[order][1:] == values[order][:-1]))
 
 
 def _shot_mean(values: np.ndarray, shot_of_trace: np.ndarray) -> np.ndarray:
@@ -246,12 +247,12 @@ def _fill_slots(
     for shot, slot in enumerate(slot_of_shot):
         if slot < 0:
             continue
-        mine = geometry.shot_of_trace == shot
+        mine = np.flatnonzero(geometry.shot_of_trace == shot)
         x = geometry.receiver_x[mine]
         spacing = _spacing(name, geometry.source_x[shot], x)
-        frame[slot], receiver_mask[slot] = _onto_grid(x, traces[mine], spacing)
+        receiver_mask[slot] = _onto_grid(x, traces, mine, spacing, out=frame[slot])
         _check_coverage(name, geometry.source_x[shot], x, int(receiver_mask[slot].sum()))
-        spacings.append((int(mine.sum()), spacing, bool(np.all(_on_grid(x)))))
+        spacings.append((int(mine.size), spacing, bool(np.all(_on_grid(x)))))
     shot_mask = receiver_mask.any(axis=1)
     _note_receivers(spacings, receiver_mask[shot_mask], notes)
     return FrameGather(frame, shot_mask, receiver_mask)
@@ -348,12 +349,15 @@ def _on_grid(x: np.ndarray) -> np.ndarray:
     return np.abs(x - np.round(x / CELL_M) * CELL_M) <= _ON_GRID_M
 
 
-def _onto_grid(x: np.ndarray, traces: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation in x of traces (m, n_samples) at receivers x (m,) onto the
-    70-point grid: (values (70, n_samples), covered (70,) bool). Points on a receiver
+def _onto_grid(
+    x: np.ndarray, traces: np.ndarray, rows: np.ndarray, spacing: float, out: np.ndarray
+) -> np.ndarray:
+    """Linear interpolation in x of the traces ``traces[rows]`` (m, n_samples) at
+    receivers x (m,) onto the 70-point grid, written into ``out`` (70, n_samples; zero
+    on entry); returns which grid points are covered (70,) bool. Points on a receiver
     take its trace exactly; points in a gap or beyond the ends stay zero."""
     order = np.argsort(x, kind="stable")
-    x, traces = x[order], traces[order]
+    x, rows = x[order], rows[order]
     hi = np.searchsorted(x, FRAME_X_M)
     inside = (hi > 0) & (hi < x.size)
     hi_c, lo_c = np.clip(hi, 0, x.size - 1), np.clip(hi - 1, 0, x.size - 1)
@@ -361,13 +365,13 @@ def _onto_grid(x: np.ndarray, traces: np.ndarray, spacing: float) -> tuple[np.nd
     between = inside & (width <= _MAX_GAP_SPACINGS * spacing)
     on_hi = np.abs(x[hi_c] - FRAME_X_M) <= _ON_GRID_M
     on_lo = np.abs(x[lo_c] - FRAME_X_M) <= _ON_GRID_M
-    values = np.zeros((N_RECEIVERS, traces.shape[1]), dtype=np.float32)
-    w = np.where(between, (FRAME_X_M - x[lo_c]) / np.where(between, width, 1.0), 0.0)
-    b = np.flatnonzero(between)
-    values[b] = (1 - w[b, None]) * traces[lo_c[b]] + w[b, None] * traces[hi_c[b]]
     on = on_hi | on_lo
-    values[on] = traces[np.where(on_hi, hi_c, lo_c)[on]]
-    return values, between | on
+    out[on] = traces[rows[np.where(on_hi, hi_c, lo_c)[on]]]
+    b = np.flatnonzero(between & ~on)  # interpolated only where no receiver sits
+    if b.size:
+        w = ((FRAME_X_M[b] - x[lo_c[b]]) / width[b])[:, None]
+        out[b] = (1 - w) * traces[rows[lo_c[b]]] + w * traces[rows[hi_c[b]]]
+    return between | on
 
 
 def _check_coverage(name: str, shot_x: float, x: np.ndarray, covered: int) -> None:

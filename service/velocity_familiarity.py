@@ -73,13 +73,7 @@ def with_familiarity(
     lateral SNR estimate (:func:`seislens.models.gather_quality.lateral_snr_db`),
     ``query`` its embedding (D,), scored against the calibration's density when the
     branch has one."""
-    cal, why = branch_calibration(branch)
-    distance = None
-    if cal is not None and query is not None and branch.density is not None:
-        distance = float(branch.density.distance(query)[0])
-    elif cal is not None and branch.density_problem:
-        why = branch.density_problem
-    fam = _familiarity(best_score, cal, why, partial_geometry, snr_db, distance)
+    cal, fam = query_familiarity(best_score, branch, partial_geometry, snr_db, query)
     update: dict[str, object] = {
         "familiarity": fam,
         "inferred_descriptors": _calibrated_spreads(answer.inferred_descriptors, cal, fam.score),
@@ -89,6 +83,24 @@ def with_familiarity(
             answer.predicted_descriptors, cal, fam.score
         )
     return answer.model_copy(update=update)
+
+
+def query_familiarity(
+    best_score: float | None,
+    branch: LoadedBranch,
+    partial_geometry: bool = False,
+    snr_db: float | None = None,
+    query: np.ndarray | None = None,
+) -> tuple[VelocityCalibration | None, Familiarity]:
+    """The calibration valid for ``branch`` (or None) and the familiarity of a query
+    whose best match scored ``best_score``; arguments as :func:`with_familiarity`."""
+    cal, why = branch_calibration(branch)
+    distance = None
+    if cal is not None and query is not None and branch.density is not None:
+        distance = float(branch.density.distance(query)[0])
+    elif cal is not None and branch.density_problem:
+        why = branch.density_problem
+    return cal, _familiarity(best_score, cal, why, partial_geometry, snr_db, distance)
 
 
 def _familiarity(
