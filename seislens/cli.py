@@ -505,10 +505,17 @@ def eval_events_cmd(
 def events_scan_cmd(
     files: Annotated[list[Path], typer.Argument(help="miniSEED recordings (hours, days)")],
     bundle: Annotated[Path, typer.Option(help="the bundle folder")] = Path("artifacts/default"),
-    stride: Annotated[float, typer.Option(help="window step (s)")] = 10.0,
+    stride: Annotated[
+        float | None,
+        typer.Option(help="window step (s) (unset: the scan's default, ScanConfig.stride_s)"),
+    ] = None,
     threshold: Annotated[
-        float, typer.Option(help="event probability (1 - P(noise)) a window must pass")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="event probability (1 - P(noise)) a window must pass (unset: the scan's "
+            "default, ScanConfig.threshold)"
+        ),
+    ] = None,
     peak_threshold: Annotated[
         float | None,
         typer.Option(

@@ -273,8 +273,8 @@ async def submit_scan(
     branch: BranchDep,
     settings: SettingsDep,
     scans: ScansDep,
-    stride_s: StrideQuery = 10.0,
-    threshold: ThresholdQuery = 0.5,
+    stride_s: StrideQuery = ScanConfig.model_fields["stride_s"].default,
+    threshold: ThresholdQuery = ScanConfig.model_fields["threshold"].default,
     peak_threshold: PeakQuery = ScanConfig.model_fields["peak_threshold"].default,
     filename: FilenameQuery = None,
 ) -> JSONResponse:

@@ -24,15 +24,16 @@ from tqdm import tqdm
 def scan_files(
     files: list[Path],
     bundle: Path,
-    stride_s: float,
-    threshold: float,
+    stride_s: float | None,
+    threshold: float | None,
     out: Path,
     stationxml: Path | None = None,
     threads: int = 1,
     peak_threshold: float | None = None,
     progress: bool = True,
 ) -> Iterator[str]:
-    """Scan each file; yields one summary line per file.
+    """Scan each file; yields one summary line per file. A setting left None takes
+    :class:`ScanConfig`'s default.
 
     Outputs go to ``out/<file name>/``. A file that cannot be scanned is reported and
     the others go on.
@@ -41,8 +42,8 @@ def scan_files(
         ValueError: the settings are invalid, or (after the others) some files could
             not be scanned.
     """
-    peak = {} if peak_threshold is None else {"peak_threshold": peak_threshold}
-    config = ScanConfig(stride_s=stride_s, threshold=threshold, **peak)
+    given = {"stride_s": stride_s, "threshold": threshold, "peak_threshold": peak_threshold}
+    config = ScanConfig(**{name: v for name, v in given.items() if v is not None})
     manifest = read_manifest(bundle)
     if manifest.events is None:
         raise ValueError(f"{bundle} has no event branch")
