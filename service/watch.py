@@ -11,11 +11,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-from seislens.index.bundle import BundleError
+from seislens.index.bundle import BundleError, read_manifest
 from seislens.models.manifest import MANIFEST_FILE
 from seislens.service.metrics import ServiceMetrics
 from seislens.service.settings import Settings
-from seislens.service.state import BundleHolder, ReloadInProgressError
+from seislens.service.state import BundleHolder, LoadedBundle, ReloadInProgressError
 from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger("seislens.service")
@@ -43,10 +43,22 @@ async def watch_bundle(holder: BundleHolder, settings: Settings, metrics: Servic
         stamp = manifest_stamp(current.path) if current else None
         if stamp is None or stamp == seen:
             continue
-        if seen is None or stamp[0] != seen[0]:  # another bundle was swapped in
+        swapped = seen is None or stamp[0] != seen[0]  # another bundle was swapped in
+        if swapped and await run_in_threadpool(serves_its_manifest, current):
             seen = stamp
             continue
+        # changed since the last poll, or since the swapped-in bundle was loaded
         seen = stamp if await _reload(holder, stamp[0], settings, metrics) else seen
+
+
+def serves_its_manifest(bundle: LoadedBundle) -> bool:
+    """Whether ``bundle`` was loaded from the manifest now on disk: False when the
+    manifest was rewritten after the load (an index switched between a reload to this
+    bundle and the watch's next poll) or cannot be read."""
+    try:
+        return read_manifest(bundle.path) == bundle.manifest
+    except BundleError:
+        return False
 
 
 async def _reload(

@@ -10,7 +10,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from seislens.index.builder import build
-from seislens.index.bundle import BundleError, read_manifest
+from seislens.index.bundle import BundleError, read_manifest, update_manifest
 from seislens.models.branches import VELOCITY
 from seislens.service.app import create_app
 from seislens.service.settings import Settings
@@ -192,6 +192,24 @@ def test_watch_reloads_after_an_index_rebuild(
     r = search(c, sample.segy, k=3)
     assert r.status_code == 200 and r.json()["results"][0]["family"] == "flatvel-a"
     assert 'seislens_bundle_reloads_total{outcome="success"} 1.0' in c.get("/metrics").text
+
+
+def test_watch_reloads_a_bundle_rewritten_right_after_a_reload_to_it(
+    make_client, tiny_bundle, tmp_path
+):
+    """A manifest switched between an admin reload to a bundle and the watch's next poll
+    is not taken for the state the reload loaded."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(tiny_bundle, first)
+    shutil.copytree(tiny_bundle, second)
+    c = make_client(bundle=first, watch_interval_s=1.0)
+    assert c.post("/v1/admin/reload", json={"bundle": str(second)}, headers=AUTH).is_success
+    update_manifest(second, lambda m: m.model_copy(update={"name": "switched"}))
+    deadline = time.monotonic() + 30
+    while c.get("/v1/bundle").json()["name"] != "switched":
+        assert time.monotonic() < deadline, "the rewritten manifest was never loaded"
+        time.sleep(0.1)
+    assert c.get("/v1/bundle", headers=AUTH).json()["path"] == str(second)
 
 
 def test_settings_from_environment(monkeypatch, tmp_path):
