@@ -18,7 +18,8 @@ thread) and with the peer in another, each reporting its wall time and peak RSS
   (start ≤ P ≤ end);
 * **false detections**: detections covering no inserted P, per station-day;
 * **class accuracy**: detections of inserted events whose label is the event's class;
-* **onset error**: median |STA/LTA onset − true P| of the detections that have one;
+* **onset error**: median |STA/LTA onset − true P| of the detections that have one,
+  and the class accuracy of those detections by how far their onset lies from the P;
 * with several stations, **one answer per event**: inserted events detected at two or
   more stations whose detections form one event, and the share of those whose stations
   all give the event's type (agreement).
@@ -283,6 +284,19 @@ def scan_in_child(
 # --------------------------------------------------------------------------- scoring
 
 
+ONSET_BINS = ("early > 1 s", "within 1 s", "1-3 s late", "3 s or more late")
+"""Bins of a detection's onset − true P, for the class accuracy by onset quality."""
+
+
+def onset_bin(error_s: float) -> str:
+    """The :data:`ONSET_BINS` name of an onset error (s, onset − true P)."""
+    if error_s < -1.0:
+        return ONSET_BINS[0]
+    if error_s <= 1.0:
+        return ONSET_BINS[1]
+    return ONSET_BINS[2] if error_s < 3.0 else ONSET_BINS[3]
+
+
 def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
     """Recall, false detections per day, class accuracy, onset error; one answer per
     event and agreement with several stations."""
@@ -292,6 +306,7 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
     used = [False] * len(dets)
     hits = correct = arrivals = 0
     onset_errors = []
+    by_onset: dict[str, list[bool]] = {name: [] for name in ONSET_BINS}
     misses: list[dict[str, Any]] = []
     per_event: list[list[int]] = []
     for event in truth["events"]:
@@ -311,9 +326,11 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
             for k in match:
                 used[k] = True
             hits += 1
-            correct += dets[i]["label"] == event["label"]
+            right = dets[i]["label"] == event["label"]
+            correct += right
             if dets[i]["onset"] is not None:
                 onset_errors.append(abs(dets[i]["onset"] - p))
+                by_onset[onset_bin(dets[i]["onset"] - p)].append(right)
             found.append(i)
         per_event.append(found)
     days = truth["duration_s"] / 86400.0 * len(truth["stations"])  # station-days
@@ -328,6 +345,10 @@ def score(truth: dict[str, Any], scan: dict[str, Any]) -> dict[str, Any]:
         "class_accuracy": correct / hits if hits else float("nan"),
         "onset_error_median_s": float(np.median(onset_errors)) if onset_errors else float("nan"),
         "onsets": f"{len(onset_errors)}/{hits}",
+        "class_accuracy_by_onset": {
+            name: {"detections": len(v), "accuracy": float(np.mean(v)) if v else float("nan")}
+            for name, v in by_onset.items()
+        },
     }
     if len(truth["stations"]) > 1:
         key = {(d["station"], d["start"]): i for i, d in enumerate(dets)}
@@ -415,6 +436,12 @@ def main() -> None:
         f"{s['false_detections']} false detection(s) in {args.hours:g} h × "
         f"{len(truth['stations'])} station(s)"
     )
+    by_onset = ", ".join(
+        f"{name} {b['accuracy']:.3f} ({b['detections']})"
+        for name, b in s["class_accuracy_by_onset"].items()
+        if b["detections"]
+    )
+    print(f"class accuracy by onset − P (detections): {by_onset}")
     if args.verbose:
         for d in s["false_list"]:
             print("  false:", json.dumps(d))
