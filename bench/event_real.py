@@ -38,6 +38,7 @@ import io
 import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -131,45 +132,79 @@ def _errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     }
 
 
-def evaluate(bundle: Path, data: Path) -> dict[str, Any]:
-    """Class shares and source-parameter errors of ``bundle`` on the set in ``data``."""
+def evaluate(
+    bundle: Path, data: Path, split: str | None = None, classes: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """Class shares and source-parameter errors of ``bundle`` on the set in ``data`` (the
+    traces of ``split`` whose class is one of ``classes``; None: all). Depth is scored
+    twice: the heads' (``depth``) and the answer's (``depth (answer)``: the S − P depth
+    where the service's travel-time check applies, else the heads')."""
     from seislens.data.event_dataset import EventDataset
-    from seislens.data.event_views import dataset_spectra, event_targets
+    from seislens.data.event_views import event_targets
     from seislens.index.bundle import read_manifest
     from seislens.models.contract import EVENT_TARGETS
     from seislens.models.event_embedders import EventEmbedder
+    from seislens.models.event_preprocess import (
+        EventInputError,
+        cut_dataset_window,
+        waveform_to_spectrum,
+    )
+    from seislens.models.event_travel_time import travel_time_depth
 
     manifest = read_manifest(bundle)
     embedder = EventEmbedder(bundle, manifest.events)
-    ds = EventDataset(data)
+    ds = EventDataset(data, split=split)
     rows = np.arange(len(ds))
-    spectra, _, kept = dataset_spectra(ds, rows, embedder.pre, "auto")
+    if classes is not None:
+        rows = rows[np.isin(np.asarray(ds.labels), classes)]
+    windows, kept = [], []
+    for i in rows:  # the STA/LTA window an upload without a pick gets
+        try:
+            window = cut_dataset_window(ds.waveform(i), ds.sampling_rate(i), None, embedder.pre)
+            windows.append(window)
+        except EventInputError:
+            continue
+        kept.append(int(i))
+    spectra = np.stack([waveform_to_spectrum(w.waveform, embedder.pre) for w in windows])
     probs, reg = embedder.classify(spectra)
     labels = np.asarray(embedder.classes)[probs.argmax(axis=1)]
+    checks = [
+        travel_time_depth(w.waveform, w.p_sample, float(d), str(c))
+        for w, d, c in zip(windows, reg["distance"], labels, strict=True)
+    ]
+    answer_depth = np.array(
+        [c.depth_km if c.applied else h for c, h in zip(checks, reg["depth"], strict=True)], float
+    )
+    applied = np.array([c.applied for c in checks])
     truth = event_targets(ds)[kept]
     depth = truth[:, EVENT_TARGETS.index("depth")]
     out: dict[str, Any] = {
         "bundle": str(bundle),
         "data": str(data),
-        "traces": len(ds),
+        "split": split,
+        "traces": len(rows),
         "scored": len(kept),
-        "true_classes": {
-            str(k): int(v) for k, v in zip(*np.unique(ds.labels, return_counts=True), strict=True)
-        },
+        "true_classes": dict(Counter(str(x) for x in np.asarray(ds.labels)[kept])),
         "class_shares": {c: round(float((labels == c).mean()), 3) for c in embedder.classes},
         "mean_probabilities": {
             c: round(float(probs[:, j].mean()), 3) for j, c in enumerate(embedder.classes)
         },
+        "travel_time_applied": int(applied.sum()),
         "regression": {},
     }
-    for j, name in enumerate(EVENT_TARGETS):
-        pred = np.asarray(reg[name], float)
-        out["regression"][name] = {
+    columns = {name: np.asarray(reg[name], float) for name in EVENT_TARGETS}
+    columns["depth (answer)"] = answer_depth
+    for name, pred in columns.items():
+        j = EVENT_TARGETS.index(name.split(" ")[0])
+        parts = {
             "all": _errors(pred, truth[:, j]),
             "crustal (<40 km)": _errors(pred[depth < 40], truth[depth < 40, j]),
             "intermediate (>=40 km)": _errors(pred[depth >= 40], truth[depth >= 40, j]),
         }
-    out["cannot_tell"] = list(LIMITS)
+        if name.startswith("depth"):
+            parts["where the S − P check applied"] = _errors(pred[applied], truth[applied, j])
+        out["regression"][name] = parts
+    out["cannot_tell"] = list(LIMITS) if split is None and classes is None else []
     return out
 
 
@@ -190,7 +225,12 @@ def _print(result: dict[str, Any]) -> None:
                     f"| {name} | {subset} | {e['count']} | {e['mae']} | {e['median_abs_error']} "
                     f"| {e['bias']} | {e['truth_median']} | {e['pred_median']} |"
                 )
-    print("\nWhat this set cannot tell:")
+    print(
+        f"\nThe S − P check replaced the heads' depth on {result['travel_time_applied']} of "
+        f"{result['scored']} traces (`depth (answer)`)."
+    )
+    if result["cannot_tell"]:
+        print("\nWhat this set cannot tell:")
     for line in result["cannot_tell"]:
         print(f"- {line}")
 
@@ -204,6 +244,10 @@ def main() -> None:
     e = sub.add_parser("evaluate", help="score a bundle on the set")
     e.add_argument("--bundle", type=Path, default=ROOT / "artifacts" / "default")
     e.add_argument("--data", type=Path, default=DEFAULT_SET)
+    e.add_argument("--split", default=None, help="only this split (default: every trace)")
+    e.add_argument(
+        "--classes", default=None, help="only these true classes, comma-separated (e.g. earthquake)"
+    )
     e.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args()
     if args.command == "assemble":
@@ -213,7 +257,8 @@ def main() -> None:
         raise SystemExit(
             f"{args.data} holds no set; run `python bench/event_real.py assemble` first"
         )
-    result = evaluate(args.bundle, args.data)
+    classes = None if args.classes is None else tuple(args.classes.split(","))
+    result = evaluate(args.bundle, args.data, args.split, classes)
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

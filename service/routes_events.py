@@ -21,6 +21,7 @@ from seislens.index.metadata import ItemRecord
 from seislens.models.branches import EVENTS
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
 from seislens.models.event_preprocess import EventWindow
+from seislens.models.event_travel_time import TravelTimeDepth, travel_time_depth
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses
@@ -47,8 +48,10 @@ from seislens.service.schemas import (
     Quantity,
     SimilarEvent,
     SkippedStation,
+    SPickInfo,
     StationClassification,
     StationEvents,
+    TravelTimeCheck,
 )
 from seislens.service.settings import MAX_K
 from seislens.service.state import NO_EVENT_ENCODERS, LoadedBranch, LoadedBundle
@@ -338,16 +341,47 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
             spread=neighbour_spread(s.records, key),
         )
 
+    label = classes[int(probs.argmax())]
+    depth = quantity("depth", "km", "depth_km")
+    check = travel_time_depth(
+        s.window.waveform, s.window.p_sample, float(s.regression["distance"]), label
+    )
+    if check.applied:
+        assert check.depth_km is not None
+        depth = depth.model_copy(update={"value": round(check.depth_km, 3), "method": "s_minus_p"})
+    else:
+        depth = depth.model_copy(update={"method": "heads"})
     return StationClassification(
         station=s.window.station,
         channels=list(s.window.channels),
         window=window_info(s.window),
         probabilities={c: round(float(p), 6) for c, p in zip(classes, probs, strict=True)},
-        label=classes[int(probs.argmax())],
+        label=label,
         distance_km=quantity("distance", "km", "distance_km"),
-        depth_km=quantity("depth", "km", "depth_km"),
+        depth_km=depth,
         magnitude=quantity("magnitude", "magnitude units", "magnitude"),
+        travel_time=travel_time_check(s.window, check, float(s.regression["depth"])),
         similar=_similar(s),
+    )
+
+
+def travel_time_check(
+    window: EventWindow, check: TravelTimeDepth, model_depth_km: float
+) -> TravelTimeCheck:
+    """The answer's S − P block from :func:`travel_time_depth`'s result."""
+    pick = check.pick
+    return TravelTimeCheck(
+        s_pick=None
+        if pick is None
+        else SPickInfo(
+            s_time=str(window.start + pick.s_sample / SAMPLING_RATE_HZ),
+            s_minus_p_s=round(pick.s_minus_p_s, 3),
+            ratio=round(pick.ratio, 2),
+        ),
+        depth_km=None if check.depth_km is None else round(check.depth_km, 3),
+        model_depth_km=round(model_depth_km, 3),
+        applied=check.applied,
+        reason=check.reason,
     )
 
 

@@ -309,6 +309,34 @@ class Quantity(BaseModel):
         "events that catalogue it (at least 2 of the top-k; null otherwise): how much the "
         "recordings that look like this one differ in it — not a calibrated uncertainty",
     )
+    method: str | None = Field(
+        None,
+        description="how the value was found, where there is more than one way: "
+        "`heads` (the model) or `s_minus_p` (the observed S − P time at the model's "
+        "distance; see `travel_time`)",
+    )
+
+
+class SPickInfo(BaseModel):
+    """The S pick of a window's S − P check."""
+
+    s_time: str = Field(description="UTC of the S pick")
+    s_minus_p_s: float = Field(description="S − P time (s)")
+    ratio: float = Field(description="horizontal energy after / before the pick: its quality")
+
+
+class TravelTimeCheck(BaseModel):
+    """The source depth the observed S − P time gives at the model's distance (1-D
+    iasp91 table): the physics check of the model's depth, which replaces it where it
+    applies (an earthquake with a P pick, distance ≤ 250 km, pick ratio ≥ 30)."""
+
+    s_pick: SPickInfo | None = Field(description="the S pick (null: no room after the P)")
+    depth_km: float | None = Field(
+        description="the depth matching the S − P time (null: outside 0–200 km)"
+    )
+    model_depth_km: float = Field(description="the model's own depth, kept for comparison")
+    applied: bool = Field(description="whether `depth_km` is the answer's depth")
+    reason: str | None = Field(description="why it was not applied, when not")
 
 
 class EventWindowInfo(BaseModel):
@@ -363,6 +391,9 @@ class StationClassification(StationEvents):
     magnitude: Quantity = Field(
         description="magnitude inferred by the model (trained on the synthetic "
         "generator's Mw; a real catalogue's ML or MA agrees to a few tenths at small sizes)"
+    )
+    travel_time: TravelTimeCheck | None = Field(
+        None, description="the S − P check of the depth (null: not a 100 Hz window)"
     )
 
 

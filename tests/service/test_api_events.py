@@ -97,11 +97,33 @@ def check_classification(station: dict, k: int) -> None:
     assert "magnitude" in station["magnitude"]["unit"]
     for key in ("distance_km", "depth_km", "magnitude"):
         assert np.isfinite(station[key]["value"])
+    check_travel_time(station)
     similar = station["similar"]
     assert len(similar) == k and [s["rank"] for s in similar] == list(range(1, k + 1))
     scores = [s["score"] for s in similar]
     assert scores == sorted(scores, reverse=True) and all(-1.001 <= x <= 1.001 for x in scores)
     assert all(s["label"] in CLASSES and "trace_name" in s["metadata"] for s in similar)
+
+
+def check_travel_time(station: dict) -> None:
+    """The depth is the S − P depth exactly when the check applied, else the model's; an
+    S pick lies after the window's P, inside the window; a reason iff not applied."""
+    tt, depth = station["travel_time"], station["depth_km"]
+    assert tt["applied"] == (tt["reason"] is None)
+    if tt["applied"]:
+        assert depth["method"] == "s_minus_p" and depth["value"] == tt["depth_km"]
+        assert station["label"] == "earthquake" and station["distance_km"]["value"] <= 250
+    else:
+        assert depth["method"] == "heads" and depth["value"] == tt["model_depth_km"]
+    window = station["window"]
+    if tt["s_pick"] is not None:
+        s_time = UTCDateTime(tt["s_pick"]["s_time"])
+        assert UTCDateTime(window["p_time"]) < s_time < UTCDateTime(window["end"])
+        assert tt["s_pick"]["s_minus_p_s"] == pytest.approx(
+            s_time - UTCDateTime(window["p_time"]), abs=0.02
+        )
+    elif window["p_time"] is None:
+        assert tt["reason"] == "no P pick in the window"
 
 
 # --------------------------------------------------------------------------- bundle
