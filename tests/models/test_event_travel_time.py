@@ -25,8 +25,8 @@ def window(p_s: float, s_s: float, seed: int = 0, s_amp: float = 20.0) -> np.nda
     t = np.arange(WINDOW_SAMPLES) / FS
     for comp, onset, freq, amp in ((0, p_s, 3.0, 10.0), (1, s_s, 2.0, s_amp), (2, s_s, 2.0, s_amp)):
         after = t >= onset
-        x[comp, after] += amp * np.sin(2 * np.pi * freq * (t[after] - onset)) * np.exp(
-            -(t[after] - onset) / 4.0
+        x[comp, after] += (
+            amp * np.sin(2 * np.pi * freq * (t[after] - onset)) * np.exp(-(t[after] - onset) / 4.0)
         )
     return x
 
