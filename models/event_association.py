@@ -249,13 +249,16 @@ def event_label(probabilities: dict[str, float]) -> str:
 
 def combine_estimates(members: list[Detection], name: str) -> Estimate | None:
     """A source parameter of an event from its stations: the median, and as spread the
-    root of the mean squared station spread plus the variance between stations."""
+    root of the mean squared station spread plus the variance between stations; its
+    method the stations' one, or ``mixed``."""
     values = [m.estimates[name] for m in members if name in m.estimates]
     if not values:
         return None
     v = np.array([e.value for e in values])
     s = np.array([e.spread for e in values])
-    return Estimate(float(np.median(v)), float(math.sqrt(np.mean(s**2) + v.var())))
+    methods = sorted({e.method for e in values})
+    method = methods[0] if len(methods) == 1 else "mixed"
+    return Estimate(float(np.median(v)), float(math.sqrt(np.mean(s**2) + v.var())), method)
 
 
 # --------------------------------------------------------------------------- location

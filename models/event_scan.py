@@ -95,6 +95,11 @@ Then, in ``seislens.service.scan_run`` (which reads the file back):
   the windows placed on their onset: on the tuning days it halved the false detections
   (13 → 7 a day at a peak threshold of 0.5) for 0.7 % of recall (events whose onset was
   picked several seconds late, so that the aligned windows start after the P);
+* the **S − P depth** (``with_travel_time_depth``): a detection with an onset has its
+  depth replaced by the one its S − P time gives at the heads' distance, where
+  :func:`~seislens.models.event_travel_time.travel_time_depth`'s check applies (an
+  earthquake, ≤ 250 km, a clear S pick in the 60 s from 5 s before the onset); the
+  estimate's ``method`` then says ``s_minus_p``;
 * the **coda join** (:func:`merge_coda`): a detection that starts at most
   ``merge_gap_s`` (60 s) after the station's previous one ends joins it. Windows in an
   event's coda pass the threshold again (4 of the 10 false detections of the tuning
@@ -626,10 +631,13 @@ class WindowScores:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A source parameter of a detection: mean and spread over its class windows."""
+    """A source parameter of a detection: mean and spread over its class windows, and how
+    it was found (``heads``; a depth may be ``s_minus_p``:
+    :mod:`~seislens.models.event_travel_time`)."""
 
     value: float
     spread: float
+    method: str = "heads"
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ CSV_COLUMNS = (
     "distance_spread_km",
     "depth_km",
     "depth_spread_km",
+    "depth_method",
     "magnitude",
     "magnitude_spread",
     "peak_start",
@@ -125,6 +126,7 @@ def _quantity(estimate: Estimate | None, name: str) -> dict[str, Any] | None:
         "value": round(estimate.value, 3),
         "spread": round(estimate.spread, 3),
         "unit": UNITS.get(name, ""),
+        "method": estimate.method,
     }
 
 
@@ -264,6 +266,7 @@ def detections_csv(document: dict[str, Any]) -> str:
                 part("distance_km", "spread"),
                 part("depth_km", "value"),
                 part("depth_km", "spread"),
+                part("depth_km", "method"),
                 part("magnitude", "value"),
                 part("magnitude", "spread"),
                 d["peak"]["start"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from seislens.models.event_scan import (
     window_grid,
     with_class_windows,
 )
+from seislens.models.event_travel_time import travel_time_depth
 from seislens.service.scan_reader import (
     MappedRecording,
     ScanBudgets,
@@ -322,7 +323,7 @@ def _onset_aligned(
             )
             for s in starts
         ]
-        spectra, owners = [], []
+        spectra, owners, p_windows = [], [], []
         segments = read_ranges(recording, station, ranges, pre.max_gap_s)
         for i, s, segs in zip(group, starts, segments, strict=True):
             for seg in segs:
@@ -331,6 +332,7 @@ def _onset_aligned(
                 if offsets.min() >= 0 and offsets.max() + WINDOW_SAMPLES <= conditioned.shape[1]:
                     spectra.append(_spectra(embedder, conditioned, offsets, config))
                     owners.append(i)
+                    p_windows.append(p_window(conditioned, (out[i].onset or 0.0) - seg.start))
                     break
         recording.release()
         if not owners:
@@ -349,7 +351,36 @@ def _onset_aligned(
                 },
                 classes,
             )
+            out[i] = with_travel_time_depth(out[i], *p_windows[j])
     return out
+
+
+P_LEAD_S = 5.0
+"""Seconds before the onset in the window of the S − P check (an upload window's)."""
+
+
+def p_window(conditioned: np.ndarray, onset_s: float) -> tuple[np.ndarray, int]:
+    """The (3, ≤ 6000) stretch of a conditioned segment from ``P_LEAD_S`` before the
+    onset (``onset_s`` after the segment's start) to a window's length, copied, and the
+    onset's sample in it."""
+    p = round(onset_s * SAMPLING_RATE_HZ)
+    lo = max(0, p - round(P_LEAD_S * SAMPLING_RATE_HZ))
+    hi = min(conditioned.shape[1], lo + WINDOW_SAMPLES)
+    return conditioned[:, lo:hi].copy(), p - lo
+
+
+def with_travel_time_depth(detection: Detection, window: np.ndarray, p_sample: int) -> Detection:
+    """``detection`` with the S − P depth as its depth where the check applies
+    (:func:`~seislens.models.event_travel_time.travel_time_depth`, on the heads' distance
+    and the detection's label); the spread stays the heads'."""
+    distance, depth = detection.estimates.get("distance"), detection.estimates.get("depth")
+    if distance is None or depth is None:
+        return detection
+    check = travel_time_depth(window, p_sample, distance.value, detection.label)
+    if not check.applied or check.depth_km is None:
+        return detection
+    found = Estimate(check.depth_km, depth.spread, "s_minus_p")
+    return replace(detection, estimates={**detection.estimates, "depth": found})
 
 
 def _spectra(

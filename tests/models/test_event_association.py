@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,3 +149,12 @@ def test_locate_recovers_a_synthetic_epicentre():
     assert loc.rms_time_s < 0.3 and loc.stations == list(pos)
     # one station without coordinates or onset: fewer than two left, no location
     assert locate(members[:1], pos, TIMES, AssociationConfig()) is None
+
+
+def test_combined_depth_says_how_its_stations_found_it():
+    a, b = det("XX.A", T0, depth=80.0), det("XX.B", T0, depth=90.0)
+    s_minus_p = {"depth": Estimate(85.0, 1.0, "s_minus_p")}
+    by_s = replace(a, estimates={**a.estimates, **s_minus_p})
+    assert combine_estimates([a, b], "depth").method == "heads"
+    assert combine_estimates([by_s, by_s], "depth").method == "s_minus_p"
+    assert combine_estimates([by_s, b], "depth").method == "mixed"

@@ -106,12 +106,16 @@ def test_scan_job_with_stationxml_locates_one_event_per_event(server, recording,
         d = detections[0]
         assert set(d["probabilities"]) == {"earthquake", "explosion", "surface", "noise"}
         assert d["distance_km"]["unit"] == "km" and d["distance_km"]["spread"] >= 0
+        assert all(x["depth_km"]["method"] in ("heads", "s_minus_p") for x in detections)
         assert d["start"] <= d["peak"]["start"] < d["end"]
         csv = http.get(body["links"]["csv"])
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
         rows = csv.text.strip().splitlines()
         assert rows[0].startswith("detection,event,station,start,end,onset")
         assert len(rows) == 1 + len(detections)
+        header = rows[0].split(",")
+        methods = [r.split(",")[header.index("depth_method")] for r in rows[1:]]
+        assert methods == [x["depth_km"]["method"] for x in detections]
         quakeml = http.get(body["links"]["quakeml"])
         catalog = read_events(io.BytesIO(quakeml.content))
         assert len(catalog) == 2

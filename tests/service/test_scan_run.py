@@ -82,3 +82,43 @@ def test_chunk_boundaries_change_no_window(tiny_event_bundle, tmp_path):
         f"SeisLens_{c}" for c in embedder.classes
     )
     assert stream[0].stats.starttime == START + 30.0 and stream[0].stats.npts == 145
+
+
+def test_s_minus_p_depth_replaces_the_heads_depth_of_a_near_earthquake():
+    """A detection whose window holds a clear S after its onset takes the depth of that
+    S − P time (spread kept, method ``s_minus_p``); an explosion, or no S, keeps its own."""
+    from dataclasses import replace
+
+    from seislens.data.event_phases import travel_time_table
+    from seislens.models.event_scan import Detection, Estimate
+    from seislens.service.scan_run import p_window, with_travel_time_depth
+
+    times = travel_time_table("iasp91")(60.0, 100.0)
+    onset_s, lag = 70.0, times.s_time_s - times.p_time_s
+    rng = np.random.default_rng(1)
+    segment = rng.standard_normal((3, 20_000))  # 200 s at 100 Hz
+    t = np.arange(segment.shape[1]) / 100.0
+    for comp, at, amp in ((0, onset_s, 10.0), (1, onset_s + lag, 20.0), (2, onset_s + lag, 20.0)):
+        after = t >= at
+        segment[comp, after] += (
+            amp * np.sin(2 * np.pi * 2.0 * (t[after] - at)) * np.exp(-(t[after] - at) / 4.0)
+        )
+    window, p = p_window(segment, onset_s)
+    assert window.shape == (3, 6000) and p == 500
+    estimates = {
+        "distance": Estimate(60.0, 5.0),
+        "depth": Estimate(15.0, 2.0),
+        "magnitude": Estimate(2.0, 0.1),
+    }
+    probs = {"earthquake": 0.9, "explosion": 0.05, "surface": 0.03, "noise": 0.02}
+    quake = Detection(
+        "SY.S000", 0.0, 130.0, onset_s, 8, 3, probs, "earthquake", estimates, 10.0, 0.99, probs
+    )
+    found = with_travel_time_depth(quake, window, p)
+    assert found.estimates["depth"].method == "s_minus_p"
+    assert found.estimates["depth"].value == pytest.approx(100.0, abs=5.0)
+    assert found.estimates["depth"].spread == 2.0 and found.estimates["distance"].value == 60.0
+    blast = replace(quake, label="explosion")
+    assert with_travel_time_depth(blast, window, p) == blast
+    quiet = rng.standard_normal((3, 6000))
+    assert with_travel_time_depth(quake, quiet, 500) == quake
