@@ -356,7 +356,8 @@ def catalog(result: ScanResult, prefix: str = "smi:seislens/scan") -> Any:
                     Comment(
                         text=f"misfit {loc_.misfit:.3f}; RMS onset residual "
                         f"{loc_.rms_time_s:.2f} s, RMS distance residual "
-                        f"{loc_.rms_distance_km:.1f} km; depth fixed at the model's estimate"
+                        f"{loc_.rms_distance_km:.1f} km; depth fixed at the event's estimate"
+                        f" ({e.depth.method if e.depth else 'heads'})"
                     )
                 ],
             )
