@@ -161,7 +161,7 @@ def _rows(name: str, answer: dict) -> list[list[str]]:
                 f"{s['label']} ({probs[s['label']]:.2f})",
                 ", ".join(f"{c} {p:.2f}" for c, p in probs.items()),
                 f"{s['distance_km']['value']:.1f} km",
-                f"{s['depth_km']['value']:.1f} km",
+                f"{s['depth_km']['value']:.1f} km ({s['depth_km'].get('method') or 'heads'})",
                 f"{s['magnitude']['value']:.2f}",
                 similar or "(no index)",
             ]
