@@ -232,6 +232,19 @@ def train_velocity_cmd(
     _train("velocity", config, run, overrides, set_)
 
 
+@train_app.command("average")
+@user_errors
+@needs_train_extra("torch")
+def train_average_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run folders of one branch (two or more)")],
+    out: Annotated[Path, typer.Option(help="the new run folder of the average")],
+) -> None:
+    """Average the best weights of runs fine-tuned from each other (a model soup)."""
+    from seislens.training.run_average import average_runs
+
+    typer.echo(f"wrote {average_runs(runs, out)}")
+
+
 def _train(
     branch: str, config: str, run: Path, overrides: dict[str, Any], sets: list[str] | None
 ) -> None:
