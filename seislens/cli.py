@@ -513,6 +513,13 @@ def eval_events_cmd(
     bundle: Annotated[Path, typer.Option(help="the bundle folder")],
     data: Annotated[Path, typer.Option(help="SeisBench-format folder to evaluate on")],
     split: Annotated[str, typer.Option(help="split to score; 'all' for every trace")] = "test",
+    window: Annotated[
+        str,
+        typer.Option(
+            help="catalog: windows on the catalogued P picks; auto: as an upload without a "
+            "pick gets them (STA/LTA, else the start)"
+        ),
+    ] = "catalog",
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Event-type accuracy, macro-F1, k-NN vote and source-parameter errors of a bundle."""
@@ -520,7 +527,9 @@ def eval_events_cmd(
 
     from seislens.pipeline import evaluate
 
-    result = evaluate("events", bundle, data, split=None if split == "all" else split)
+    result = evaluate(
+        "events", bundle, data, split=None if split == "all" else split, window=window
+    )
     typer.echo(json.dumps(result) if json_out else json.dumps(result, indent=2))
 
 

@@ -150,6 +150,17 @@ def test_evaluate_and_confusion_png(tiny_bundle, tiny_events, tmp_path):
     assert png.stat().st_size > 1000
     auto = evaluate("events", tiny_bundle, tiny_events, split="dev", window="auto")
     assert auto["count"] == 8
+    # the CLI passes the window through, and refuses one it does not know
+    from typer.testing import CliRunner
+
+    from seislens.cli import app
+
+    args = ["eval", "events", "--bundle", str(tiny_bundle), "--data", str(tiny_events)]
+    cli = CliRunner().invoke(app, [*args, "--split", "dev", "--window", "auto", "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output)["window"] == "auto" and json.loads(cli.output)["count"] == 8
+    bad = CliRunner().invoke(app, [*args, "--window", "picks"])
+    assert bad.exit_code != 0 and "expected 'catalog' or 'auto'" in bad.output
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
