@@ -161,7 +161,7 @@ def _rows(name: str, answer: dict) -> list[list[str]]:
                 f"{s['label']} ({probs[s['label']]:.2f})",
                 ", ".join(f"{c} {p:.2f}" for c, p in probs.items()),
                 f"{s['distance_km']['value']:.1f} km",
-                f"{s['depth_km']['value']:.1f} km ({s['depth_km'].get('method') or 'heads'})",
+                f"{s['depth_km']['value']:.1f} km ({_depth_note(s)})",
                 f"{s['magnitude']['value']:.2f}",
                 similar or "(no index)",
             ]
@@ -169,6 +169,14 @@ def _rows(name: str, answer: dict) -> list[list[str]]:
     for skipped in answer.get("skipped", []):
         rows.append([name, skipped["station"], "", "skipped", skipped["reason"], "", "", "", ""])
     return rows
+
+
+def _depth_note(station: dict) -> str:
+    """How the answer's depth was found, and why the S − P check did not apply."""
+    check = station.get("travel_time") or {}
+    if check.get("applied"):
+        return f"S − P {check['s_pick']['s_minus_p_s']:.1f} s"
+    return f"heads: {check['reason']}" if check.get("reason") else "heads"
 
 
 # --------------------------------------------------------------------------- server

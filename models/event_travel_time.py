@@ -25,8 +25,8 @@ fixed leaves one depth. So, per station window:
    ``min_ratio`` (30). The ratio was chosen on synthetic earthquakes only (the 12k
    set's test split, ``python bench/event_real.py evaluate --data
    data/events/regional-12k --split test --classes earthquake``): at 30 the S − P depth
-   is as good as the heads' where it applies (MAE 30.2 against 29.9 km, 30 of 300
-   traces); lower ratios let in picks that made it worse there. The real set was not
+   is as good as the heads' where it applies (default bundle: MAE 28.3 against 28.6 km,
+   35 of 300 traces); lower ratios let in picks that made it worse there. The real set was not
    used to set it.
 
 Limits: one station and a 1-D model; the heads' distance is taken as given (its error
