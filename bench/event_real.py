@@ -140,6 +140,7 @@ def evaluate(
     twice: the heads' (``depth``) and the answer's (``depth (answer)``: the S − P depth
     where the service's travel-time check applies, else the heads')."""
     from seislens.data.event_dataset import EventDataset
+    from seislens.data.event_travel_time import travel_time_depth
     from seislens.data.event_views import event_targets
     from seislens.index.bundle import read_manifest
     from seislens.models.contract import EVENT_TARGETS
@@ -149,7 +150,6 @@ def evaluate(
         cut_dataset_window,
         waveform_to_spectrum,
     )
-    from seislens.models.event_travel_time import travel_time_depth
 
     manifest = read_manifest(bundle)
     embedder = EventEmbedder(bundle, manifest.events)

@@ -97,7 +97,7 @@ Then, in ``seislens.service.scan_run`` (which reads the file back):
   picked several seconds late, so that the aligned windows start after the P);
 * the **S − P depth** (``with_travel_time_depth``): a detection with an onset has its
   depth replaced by the one its S − P time gives at the heads' distance, where
-  :func:`~seislens.models.event_travel_time.travel_time_depth`'s check applies (an
+  :func:`~seislens.data.event_travel_time.travel_time_depth`'s check applies (an
   earthquake, ≤ 250 km, a clear S pick in the 60 s from 5 s before the onset); the
   estimate's ``method`` then says ``s_minus_p``;
 * the **coda join** (:func:`merge_coda`): a detection that starts at most
@@ -633,7 +633,7 @@ class WindowScores:
 class Estimate:
     """A source parameter of a detection: mean and spread over its class windows, and how
     it was found (``heads``; a depth may be ``s_minus_p``:
-    :mod:`~seislens.models.event_travel_time`)."""
+    :mod:`~seislens.data.event_travel_time`)."""
 
     value: float
     spread: float

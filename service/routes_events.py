@@ -17,11 +17,11 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from obspy import UTCDateTime
+from seislens.data.event_travel_time import TravelTimeDepth, travel_time_depth
 from seislens.index.metadata import ItemRecord
 from seislens.models.branches import EVENTS
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S
 from seislens.models.event_preprocess import EventWindow
-from seislens.models.event_travel_time import TravelTimeDepth, travel_time_depth
 from seislens.service import error_docs as docs
 from seislens.service.deps import BundleDep, MetricsDep, SettingsDep
 from seislens.service.error_docs import ErrorDoc, error_responses

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seislens.data.event_travel_time import travel_time_depth
 from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_S, WINDOW_SAMPLES
 from seislens.models.event_association import (
     AssociationConfig,
@@ -54,7 +55,6 @@ from seislens.models.event_scan import (
     window_grid,
     with_class_windows,
 )
-from seislens.models.event_travel_time import travel_time_depth
 from seislens.service.scan_reader import (
     MappedRecording,
     ScanBudgets,
@@ -371,7 +371,7 @@ def p_window(conditioned: np.ndarray, onset_s: float) -> tuple[np.ndarray, int]:
 
 def with_travel_time_depth(detection: Detection, window: np.ndarray, p_sample: int) -> Detection:
     """``detection`` with the S − P depth as its depth where the check applies
-    (:func:`~seislens.models.event_travel_time.travel_time_depth`, on the heads' distance
+    (:func:`~seislens.data.event_travel_time.travel_time_depth`, on the heads' distance
     and the detection's label); the spread stays the heads'."""
     distance, depth = detection.estimates.get("distance"), detection.estimates.get("depth")
     if distance is None or depth is None:

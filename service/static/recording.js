@@ -92,7 +92,17 @@ function quantity(q, digits) {
   if (!q) return "—";
   const spread = q.spread === undefined || q.spread === null ? "" : ` ± ${q.spread.toFixed(digits)}`;
   const unit = q.unit.startsWith("magnitude") ? "" : ` ${q.unit}`;
-  return `${q.value.toFixed(digits)}${spread}${unit}`;
+  const method = q.method === "s_minus_p" ? " (from S − P)" : "";
+  return `${q.value.toFixed(digits)}${spread}${unit}${method}`;
+}
+
+function travelTimeNote(check) {
+  if (!check) return "";
+  if (!check.s_pick) return `S − P check: ${check.reason}`;
+  const pick = `S pick ${check.s_pick.s_time} (S − P ${check.s_pick.s_minus_p_s.toFixed(1)} s, ratio ${check.s_pick.ratio.toFixed(0)})`;
+  const depth = check.depth_km === null ? "no depth in 0–200 km" : `depth ${check.depth_km.toFixed(1)} km`;
+  const model = `the model's ${check.model_depth_km.toFixed(1)} km`;
+  return check.applied ? `${pick}: ${depth}, replacing ${model}` : `${pick}: ${depth}; kept ${model} (${check.reason})`;
 }
 
 function stationCard(s, preview) {
@@ -116,7 +126,8 @@ function stationCard(s, preview) {
     el("div", {}, el("h4", { text: "Event type" }), classBars(s.probabilities)),
     el("div", {}, el("h4", { text: "Source" + spreadNote }),
       table(["distance", "depth", "magnitude"], [[quantity(s.distance_km, 1), quantity(s.depth_km, 1), quantity(s.magnitude, 2)]],
-        { class: "source" }))));
+        { class: "source" }),
+      el("p", { class: "muted", text: travelTimeNote(s.travel_time) }))));
   card.append(el("h4", { text: "Similar library events" }),
     s.similar.length
       ? table(["#", "score", "type", "station", "magnitude", "distance (km)", "depth (km)"],

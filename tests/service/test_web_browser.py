@@ -199,7 +199,9 @@ def test_recording_view_classifies_a_real_event(server, browser):
     assert drawn(page, "#rout canvas.waveform") > 500
     assert drawn(page, "#rout canvas.spectrogram") > 5000
     source = page.locator("#rout table.source td").all_text_contents()
-    assert source[0].endswith(" km") and source[1].endswith(" km") and len(source) == 3
+    assert source[0].endswith(" km") and " km" in source[1] and len(source) == 3
+    note = page.text_content("#rout .station .cols p.muted")
+    assert "S − P check" in note or "S pick" in note  # the depth's S − P check, said
     assert page.locator("#rout table.similar tbody tr").count() == 3
     watched.assert_clean()
 

@@ -1,4 +1,4 @@
-"""The S − P depth check (seislens.models.event_travel_time): picks on windows with a
+"""The S − P depth check (seislens.data.event_travel_time): picks on windows with a
 known S, depths that invert the travel-time table, and every gate."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from seislens.data.event_phases import travel_time_table
-from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_SAMPLES
-from seislens.models.event_travel_time import (
+from seislens.data.event_travel_time import (
     TravelTimeConfig,
     depth_from_s_minus_p,
     pick_s,
     travel_time_depth,
 )
+from seislens.models.contract import SAMPLING_RATE_HZ, WINDOW_SAMPLES
 
 FS = SAMPLING_RATE_HZ
 

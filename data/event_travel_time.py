@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import signal as sps
+from seislens.data.event_phases import travel_time_table
 from seislens.models.contract import SAMPLING_RATE_HZ
 
 __all__ = [
@@ -143,8 +144,6 @@ def depth_from_s_minus_p(
 ) -> float | None:
     """The source depth (km) whose first-S − first-P time at ``distance_km`` is
     ``s_minus_p_s`` (s) in the 1-D model; None outside the table's depths (0–200 km)."""
-    from seislens.data.event_phases import travel_time_table
-
     table = travel_time_table(earth_model)  # type: ignore[arg-type]
     d = float(np.clip(distance_km, table.distances_km[0], table.distances_km[-1]))
     j = int(np.clip(np.searchsorted(table.distances_km, d) - 1, 0, table.distances_km.size - 2))
