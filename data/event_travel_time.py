@@ -29,9 +29,10 @@ fixed leaves one depth. So, per station window:
    35 of 300 traces); lower ratios let in picks that made it worse there. The real set was not
    used to set it.
 
-Limits: one station and a 1-D model; the heads' distance is taken as given (its error
-moves the depth); a late S pick (an emergent S, a later S phase) gives too deep a depth;
-60 s windows hold S − P up to ~50 s.
+Limits: one station and a 1-D model; horizontals that come alive inside the window
+(a channel switched on, a long zero-filled gap) look like an S; the heads' distance is
+taken as given (its error moves the depth); a late S pick (an emergent S, a later S
+phase) gives too deep a depth; 60 s windows hold S − P up to ~50 s.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class TravelTimeConfig(BaseModel):
     min_ratio: float = Field(30.0, ge=1, description="pick ratio the depth needs")
     max_distance_km: float = Field(250.0, gt=0, description="heads' distance the depth allows")
     earth_model: str = Field("iasp91", description="the taup table of the travel times")
+
+
+SILENT_FRACTION = 1e-6
+"""Horizontal energy before a candidate S at most this share of the mean after the P
+counts as silence, not as the quiet before an S."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,10 @@ def pick_s(
     after = (energy[t + n_sta] - energy[t]) / n_sta
     lo = np.maximum(p_sample, t - n_pre)
     before = (energy[t] - energy[lo]) / (t - lo)
-    ratio = after / np.maximum(before, np.finfo(float).tiny)
+    # horizontals near silent before (dead, zero-filled: a millionth of the mean energy
+    # after the P; noise and the P coda are never that low): no evidence of an S there
+    floor = SILENT_FRACTION * (energy[-1] - energy[p_sample]) / (x.shape[1] - p_sample)
+    ratio = np.where(before > floor, after / np.maximum(before, floor), 0.0)
     best = int(np.argmax(ratio))
     return SPick(int(p_sample), int(t[best]), float(ratio[best]))
 
@@ -144,6 +153,8 @@ def depth_from_s_minus_p(
 ) -> float | None:
     """The source depth (km) whose first-S − first-P time at ``distance_km`` is
     ``s_minus_p_s`` (s) in the 1-D model; None outside the table's depths (0–200 km)."""
+    if not (np.isfinite(s_minus_p_s) and np.isfinite(distance_km)):
+        return None
     table = travel_time_table(earth_model)  # type: ignore[arg-type]
     d = float(np.clip(distance_km, table.distances_km[0], table.distances_km[-1]))
     j = int(np.clip(np.searchsorted(table.distances_km, d) - 1, 0, table.distances_km.size - 2))

@@ -84,3 +84,14 @@ def test_gate_applies_to_a_near_earthquake_with_a_clear_s():
 def test_gate_refuses_with_a_reason(p_sample, distance, label, s_amp, reason):
     check = travel_time_depth(window(5.0, 18.0, s_amp=s_amp), p_sample, distance, label)
     assert not check.applied and reason in (check.reason or "")
+
+
+def test_silent_horizontals_and_nan_inputs_give_no_depth():
+    x = window(5.0, 18.0)
+    x[1:] = 0.0  # dead horizontals: no evidence at all (not a ratio over zero)
+    pick = pick_s(x, 500)
+    assert pick is not None and pick.ratio == 0.0
+    assert depth_from_s_minus_p(float("nan"), 60.0) is None
+    assert depth_from_s_minus_p(10.0, float("nan")) is None
+    check = travel_time_depth(window(5.0, 18.0), 500, float("nan"), "earthquake")
+    assert not check.applied and check.depth_km is None
