@@ -133,14 +133,19 @@ def _errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate(
-    bundle: Path, data: Path, split: str | None = None, classes: tuple[str, ...] | None = None
+    bundle: Path,
+    data: Path,
+    split: str | None = None,
+    classes: tuple[str, ...] | None = None,
+    min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Class shares and source-parameter errors of ``bundle`` on the set in ``data`` (the
     traces of ``split`` whose class is one of ``classes``; None: all). Depth is scored
     twice: the heads' (``depth``) and the answer's (``depth (answer)``: the S − P depth
-    where the service's travel-time check applies, else the heads')."""
+    where the service's travel-time check applies, else the heads'); ``min_ratio``
+    replaces the check's pick-ratio threshold (None: the service's)."""
     from seislens.data.event_dataset import EventDataset
-    from seislens.data.event_travel_time import travel_time_depth
+    from seislens.data.event_travel_time import TravelTimeConfig, travel_time_depth
     from seislens.data.event_views import event_targets
     from seislens.index.bundle import read_manifest
     from seislens.models.contract import EVENT_TARGETS
@@ -168,12 +173,13 @@ def evaluate(
     spectra = np.stack([waveform_to_spectrum(w.waveform, embedder.pre) for w in windows])
     probs, reg = embedder.classify(spectra)
     labels = np.asarray(embedder.classes)[probs.argmax(axis=1)]
+    gate = TravelTimeConfig() if min_ratio is None else TravelTimeConfig(min_ratio=min_ratio)
     checks = [
-        travel_time_depth(w.waveform, w.p_sample, float(d), str(c))
+        travel_time_depth(w.waveform, w.p_sample, float(d), str(c), gate)
         for w, d, c in zip(windows, reg["distance"], labels, strict=True)
     ]
     answer_depth = np.array(
-        [c.depth_km if c.applied else h for c, h in zip(checks, reg["depth"], strict=True)], float
+        [c.answer(h)[0] for c, h in zip(checks, reg["depth"], strict=True)], float
     )
     applied = np.array([c.applied for c in checks])
     truth = event_targets(ds)[kept]
@@ -190,6 +196,7 @@ def evaluate(
             c: round(float(probs[:, j].mean()), 3) for j, c in enumerate(embedder.classes)
         },
         "travel_time_applied": int(applied.sum()),
+        "travel_time_min_ratio": gate.min_ratio,
         "regression": {},
     }
     columns = {name: np.asarray(reg[name], float) for name in EVENT_TARGETS}
@@ -226,8 +233,9 @@ def _print(result: dict[str, Any]) -> None:
                     f"| {e['bias']} | {e['truth_median']} | {e['pred_median']} |"
                 )
     print(
-        f"\nThe S − P check replaced the heads' depth on {result['travel_time_applied']} of "
-        f"{result['scored']} traces (`depth (answer)`)."
+        f"\nThe S − P check (pick ratio ≥ {result['travel_time_min_ratio']:g}) replaced the "
+        f"heads' depth on {result['travel_time_applied']} of {result['scored']} traces "
+        "(`depth (answer)`)."
     )
     if result["cannot_tell"]:
         print("\nWhat this set cannot tell:")
@@ -248,6 +256,9 @@ def main() -> None:
     e.add_argument(
         "--classes", default=None, help="only these true classes, comma-separated (e.g. earthquake)"
     )
+    e.add_argument(
+        "--min-ratio", type=float, default=None, help="the S − P check's pick-ratio threshold"
+    )
     e.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args()
     if args.command == "assemble":
@@ -258,7 +269,7 @@ def main() -> None:
             f"{args.data} holds no set; run `python bench/event_real.py assemble` first"
         )
     classes = None if args.classes is None else tuple(args.classes.split(","))
-    result = evaluate(args.bundle, args.data, args.split, classes)
+    result = evaluate(args.bundle, args.data, args.split, classes, args.min_ratio)
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,9 @@ fixed leaves one depth. So, per station window:
    set's test split, ``python bench/event_real.py evaluate --data
    data/events/regional-12k --split test --classes earthquake``): at 30 the S − P depth
    is as good as the heads' where it applies (default bundle: MAE 28.3 against 28.6 km,
-   35 of 300 traces); lower ratios let in picks that made it worse there. The real set was not
-   used to set it.
+   35 of 300 traces); lower ratios (``--min-ratio``) let in picks that make it worse
+   (20: 32.1 against 30.5 km on 42; 10: 32.9 against 31.1 km on 47). The real set was
+   not used to set it.
 
 Limits: one station and a 1-D model; horizontals that come alive inside the window
 (a channel switched on, a long zero-filled gap) look like an S; the heads' distance is
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import signal as sps
-from seislens.data.event_phases import travel_time_table
+from seislens.data.event_phases import EarthModel, travel_time_table
 from seislens.models.contract import SAMPLING_RATE_HZ
 
 __all__ = [
@@ -68,7 +69,7 @@ class TravelTimeConfig(BaseModel):
     min_delay_s: float = Field(1.5, ge=0, description="earliest S after the P (s)")
     min_ratio: float = Field(30.0, ge=1, description="pick ratio the depth needs")
     max_distance_km: float = Field(250.0, gt=0, description="heads' distance the depth allows")
-    earth_model: str = Field("iasp91", description="the taup table of the travel times")
+    earth_model: EarthModel = Field("iasp91", description="the taup table of the travel times")
 
 
 SILENT_FRACTION = 1e-6
@@ -104,6 +105,13 @@ class TravelTimeDepth:
     depth_km: float | None
     applied: bool
     reason: str | None
+
+    def answer(self, heads_depth_km: float) -> tuple[float, str]:
+        """The answer's depth (km) and how it was found: the S − P depth where the
+        check applied (``s_minus_p``), else the heads' (``heads``)."""
+        if self.applied and self.depth_km is not None:
+            return self.depth_km, "s_minus_p"
+        return float(heads_depth_km), "heads"
 
 
 def pick_s(
@@ -149,13 +157,13 @@ def _sos(low: float, high: float, fs: float) -> np.ndarray:
 
 
 def depth_from_s_minus_p(
-    s_minus_p_s: float, distance_km: float, earth_model: str = "iasp91"
+    s_minus_p_s: float, distance_km: float, earth_model: EarthModel = "iasp91"
 ) -> float | None:
     """The source depth (km) whose first-S − first-P time at ``distance_km`` is
     ``s_minus_p_s`` (s) in the 1-D model; None outside the table's depths (0–200 km)."""
     if not (np.isfinite(s_minus_p_s) and np.isfinite(distance_km)):
         return None
-    table = travel_time_table(earth_model)  # type: ignore[arg-type]
+    table = travel_time_table(earth_model)
     d = float(np.clip(distance_km, table.distances_km[0], table.distances_km[-1]))
     j = int(np.clip(np.searchsorted(table.distances_km, d) - 1, 0, table.distances_km.size - 2))
     w = (d - table.distances_km[j]) / (table.distances_km[j + 1] - table.distances_km[j])

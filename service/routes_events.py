@@ -346,11 +346,8 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
     check = travel_time_depth(
         s.window.waveform, s.window.p_sample, float(s.regression["distance"]), label
     )
-    if check.applied:
-        assert check.depth_km is not None
-        depth = depth.model_copy(update={"value": round(check.depth_km, 3), "method": "s_minus_p"})
-    else:
-        depth = depth.model_copy(update={"method": "heads"})
+    value, method = check.answer(depth.value)
+    depth = depth.model_copy(update={"value": round(value, 3), "method": method})
     return StationClassification(
         station=s.window.station,
         channels=list(s.window.channels),

@@ -377,9 +377,8 @@ def with_travel_time_depth(detection: Detection, window: np.ndarray, p_sample: i
     if distance is None or depth is None:
         return detection
     check = travel_time_depth(window, p_sample, distance.value, detection.label)
-    if not check.applied or check.depth_km is None:
-        return detection
-    found = Estimate(check.depth_km, depth.spread, "s_minus_p")
+    value, method = check.answer(depth.value)
+    found = Estimate(value, depth.spread, method)
     return replace(detection, estimates={**detection.estimates, "depth": found})
 
 

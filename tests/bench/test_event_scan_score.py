@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_bench():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_event_scan", BENCH / "event_scan.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from bench_loader import load_bench
 
 
 def test_class_accuracy_is_split_by_onset_error():
-    bench = _load_bench()
+    bench = load_bench("event_scan")
     p = 1000.0
     events = [{"label": "earthquake", "stations": {"S": {"p_time": p + 500 * i}}} for i in range(3)]
     dets = [  # right, on time; wrong, 5 s late; right, 2 s early

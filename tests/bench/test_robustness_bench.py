@@ -3,30 +3,14 @@ definitions, and (slow) the whole benchmark at a toy size on a bundle with a hea
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bench_loader import load_bench
 from seislens.models.contract import N_RECEIVERS, N_TIME
 from seislens.models.descriptors import relative_errors
 from seislens.training.metrics import recall_at_k
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_bench():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))  # for its `from _common import ...`
-    spec = importlib.util.spec_from_file_location("bench_robustness", BENCH / "robustness.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load_bench()
+rb = load_bench("robustness")
 
 
 def _smooth_gathers(n: int, receivers: int = N_RECEIVERS, nt: int = N_TIME) -> np.ndarray:

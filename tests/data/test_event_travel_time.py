@@ -70,6 +70,7 @@ def test_gate_applies_to_a_near_earthquake_with_a_clear_s():
     check = travel_time_depth(x, 500, 60.0, "earthquake")
     assert check.applied and check.reason is None
     assert check.depth_km == pytest.approx(100.0, abs=5.0)
+    assert check.answer(15.0) == (check.depth_km, "s_minus_p")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +85,7 @@ def test_gate_applies_to_a_near_earthquake_with_a_clear_s():
 def test_gate_refuses_with_a_reason(p_sample, distance, label, s_amp, reason):
     check = travel_time_depth(window(5.0, 18.0, s_amp=s_amp), p_sample, distance, label)
     assert not check.applied and reason in (check.reason or "")
+    assert check.answer(15.0) == (15.0, "heads")
 
 
 def test_silent_horizontals_and_nan_inputs_give_no_depth():
