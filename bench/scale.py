@@ -7,8 +7,10 @@ reloads under load on Ray Serve replicas.
 Rebuild: one velocity library of ``--models`` models (the bundle's own indexed models,
 tiled with a small offset per copy; embedding cost does not depend on the content) is
 indexed into fresh copies of the bundle, with the same parts (``--part-size``), by each
-of ``--engines``: in this process (``local``; ONNX Runtime picks its threads), the same
-pinned to one CPU (``local-1cpu``: what one actor has), and on a local Ray cluster of
+of ``--engines``: in this process (``local``; ONNX Runtime picks its threads: one a
+core), the same with one ONNX thread pinned to one CPU (``local-1thread``: what one actor
+has; a process affinity alone does not bind ONNX Runtime's own threads, which it pins to
+the cores itself), and on a local Ray cluster of
 ``--cpus`` CPUs with 1 and with 2 embedding actors (``ray-1``, ``ray-2``; one ONNX thread
 each; a tiny Ray Data job first, untimed, so its one-time start-up is not in ``ray-1``).
 Printed per engine: seconds, models/s, and where they went (the embedding call, when its
@@ -98,12 +100,13 @@ def timed_build(
     bundle: Path, library: Path, part_size: int, workers: int | None, cpus: set[int] | None = None
 ) -> dict[str, float]:
     """Seconds to build ``bundle``'s velocity index (None workers: the local engine, on
-    the CPUs ``cpus`` if given), and where they went: ``embed_s`` (the embedding
-    engine's call), ``first_part_s`` / ``last_part_s`` (its first and last part file
-    written, from the call's start), ``rest_s`` (discovery, assembly, index, switch)."""
+    the CPUs ``cpus`` if given, one ONNX thread a CPU), and where they went:
+    ``embed_s`` (the embedding engine's call), ``first_part_s`` / ``last_part_s`` (its
+    first and last part file written, from the call's start), ``rest_s`` (discovery,
+    assembly, index, switch)."""
     from seislens.index.builder import _embed_parts
 
-    cfg = BuildConfig(part_size=part_size)
+    cfg = BuildConfig(part_size=part_size, threads=0 if cpus is None else len(cpus))
     if workers is None:
         parts = TimedParts(_embed_parts)
     else:
@@ -149,7 +152,7 @@ def rebuild_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     results = {}
     engines: list[tuple[str, int | None, set[int] | None]] = [
         ("local", None, None),
-        ("local-1cpu", None, {min(os.sched_getaffinity(0))}),
+        ("local-1thread", None, {min(os.sched_getaffinity(0))}),
     ]
     out: dict[str, Any] = {"models": args.models, "part_size": args.part_size}
     if not args.no_ray:
@@ -178,7 +181,7 @@ def rebuild_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if {"ray-1", "ray-2"} <= set(runs):
         out["speedup_2_over_1"] = seconds["ray-1"] / seconds["ray-2"]
         out["embed_speedup_2_over_1"] = embed["ray-1"] / embed["ray-2"]
-    for local in ("local", "local-1cpu") if "ray-1" in runs else ():
+    for local in ("local", "local-1thread") if "ray-1" in runs else ():
         if local in runs:
             out[f"overhead_1_over_{local}"] = seconds["ray-1"] / seconds[local] - 1
     return out
@@ -354,8 +357,8 @@ def main() -> None:
     p.add_argument("--cpus-per-replica", type=float, default=0.5)
     p.add_argument(
         "--engines",
-        default="local,local-1cpu,ray-1,ray-2",
-        help="rebuild engines, comma-separated (local-1cpu: pinned to one CPU)",
+        default="local,local-1thread,ray-1,ray-2",
+        help="rebuild engines, comma-separated (local-1thread: one ONNX thread on one CPU)",
     )
     p.add_argument("--skip-rebuild", action="store_true")
     p.add_argument("--skip-search", action="store_true")
@@ -403,7 +406,7 @@ def main() -> None:
                 f"\n2 actors over 1: {r['speedup_2_over_1']:.2f}x (embedding alone "
                 f"{r['embed_speedup_2_over_1']:.2f}x)"
             )
-        for local in ("local", "local-1cpu"):
+        for local in ("local", "local-1thread"):
             if f"overhead_1_over_{local}" in r:
                 print(f"1 actor over {local}: {100 * r[f'overhead_1_over_{local}']:+.0f} %")
         if "ray_data_warm_up_s" in r:

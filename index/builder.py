@@ -84,6 +84,9 @@ class BuildConfig:
             (>= 1); folders a running service holds are kept besides.
         shards: also write the index as this many shards (ids split by ``id % shards``,
             :mod:`~seislens.index.shards`); 1: the single index only.
+        threads: ONNX Runtime intra-op threads of the in-process embedder; 0: its
+            default (one a core, and pinned to them: a process affinity does not bind
+            them). A Ray build's actors take theirs from the engine instead.
     """
 
     index: VectorIndexConfig | None = None
@@ -93,6 +96,7 @@ class BuildConfig:
     options: Any = None
     keep: int = DEFAULT_KEEP
     shards: int = 1
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ def build(
         work = bundle / "index" / f".work-{request}"
         if not resume:
             shutil.rmtree(work, ignore_errors=True)
-        embedder = branch.build_embedder(bundle, section, None, 0)
+        embedder = branch.build_embedder(bundle, section, None, config.threads)
         job = PartsJob(
             bundle, branch, section, items, found, [Path(p) for p in sources],
             config.max_per_folder, embedder, work, config.part_size, options, progress,

@@ -350,6 +350,12 @@ def index_build_cmd(
     shards: Annotated[
         int, typer.Option(min=1, help="also write the index as this many shards")
     ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=0, help="--engine local: ONNX Runtime threads (0: one a core); ray: per actor"
+        ),
+    ] = 0,
 ) -> None:
     """Embed a library into the bundle's index; the new index is swapped in atomically."""
     from seislens.index.builder import BuildConfig, build
@@ -361,10 +367,11 @@ def index_build_cmd(
         max_per_folder=max_per_folder,
         keep=keep,
         shards=shards,
+        threads=threads,
     )
     if engine is Engine.ray:
         ray_build = _cluster_import("seislens.index.ray_build")
-        run = ray_build.RayEngine(address=address, workers=workers)
+        run = ray_build.RayEngine(address=address, workers=workers, cpus_per_worker=threads or 1)
         entry = ray_build.ray_build(bundle, get_branch(branch.value), library, cfg, run)
     elif urls := [s for s in library if "://" in s]:
         raise UsageError(f"library URLs ({', '.join(urls)}) need --engine ray")

@@ -200,3 +200,29 @@ def test_bad_requests_refused(velocity_bundle, event_bundle, events, tmp_path):
     write_manifest(bare, Manifest(schema_version=1))
     with pytest.raises(BundleError, match="no events encoders"):
         build(bare, EVENTS, [events], progress=False)
+
+
+def test_threads_set_the_embedders_onnx_threads_and_not_the_index(
+    velocity_bundle, tiny_velocity_data, monkeypatch
+):
+    seen = []
+    real = VELOCITY.build_embedder
+
+    def spy(root, section, providers, threads):
+        seen.append(threads)
+        return real(root, section, providers, threads)
+
+    monkeypatch.setattr(type(VELOCITY), "build_embedder", lambda self, *a: spy(*a))
+    vectors = {}
+    for threads in (1, 0):
+        build(velocity_bundle, VELOCITY, [tiny_velocity_data], BuildConfig(threads=threads),
+              resume=False, progress=False)  # fmt: skip
+        lib = LoadedLibrary.open(velocity_bundle, read_manifest(velocity_bundle), VELOCITY)
+        try:
+            q = np.random.default_rng(0).standard_normal((2, lib.index.dim)).astype(np.float32)
+            vectors[threads] = lib.search(q, len(lib))
+        finally:
+            lib.close()
+    assert seen == [1, 0]
+    np.testing.assert_array_equal(vectors[1][1], vectors[0][1])  # the same ids in order
+    np.testing.assert_allclose(vectors[1][0], vectors[0][0], atol=1e-5)
