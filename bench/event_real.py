@@ -25,8 +25,10 @@ its local 3-C records (SEISAN CER, BW.UH*, RJOB) have no catalogue entry. No oth
 installed package ships labelled waveforms.
 
 **The measure.** Every trace through the serving path with the bundle's preprocessing
-(STA/LTA window, as an upload without a pick; 20 Hz resampled to 100 Hz), the head's
-class shares, and the distance / depth / magnitude MAE, median error and bias of the
+(STA/LTA window, as an upload without a pick; 20 Hz resampled to 100 Hz), the class
+shares of the service's answers (the head's most probable type, changed from explosion
+to earthquake where the S − P check finds the source too deep for one) and of the head's
+own types, and the distance / depth / magnitude MAE, median error and bias of the
 regressor, overall and by depth (crustal < 40 km, intermediate >= 40 km). It prints
 what the set cannot tell.
 """
@@ -138,12 +140,15 @@ def evaluate(
     split: str | None = None,
     classes: tuple[str, ...] | None = None,
     min_ratio: float | None = None,
+    min_quake_depth_km: float | None = None,
 ) -> dict[str, Any]:
     """Class shares and source-parameter errors of ``bundle`` on the set in ``data`` (the
     traces of ``split`` whose class is one of ``classes``; None: all). Depth is scored
     twice: the heads' (``depth``) and the answer's (``depth (answer)``: the S − P depth
     where the service's travel-time check applies, else the heads'); ``min_ratio``
-    replaces the check's pick-ratio threshold (None: the service's)."""
+    replaces the check's pick-ratio threshold and ``min_quake_depth_km`` its depth that
+    makes an explosion an earthquake (None: the service's). ``class_shares``
+    are the answers' types (after the check), ``model_class_shares`` the heads'."""
     from seislens.data.event_dataset import EventDataset
     from seislens.data.event_travel_time import TravelTimeConfig, travel_time_depth
     from seislens.data.event_views import event_targets
@@ -173,7 +178,8 @@ def evaluate(
     spectra = np.stack([waveform_to_spectrum(w.waveform, embedder.pre) for w in windows])
     probs, reg = embedder.classify(spectra)
     labels = np.asarray(embedder.classes)[probs.argmax(axis=1)]
-    gate = TravelTimeConfig() if min_ratio is None else TravelTimeConfig(min_ratio=min_ratio)
+    overrides = {"min_ratio": min_ratio, "min_quake_depth_km": min_quake_depth_km}
+    gate = TravelTimeConfig(**{k: v for k, v in overrides.items() if v is not None})
     checks = [
         travel_time_depth(w.waveform, w.p_sample, float(d), str(c), gate)
         for w, d, c in zip(windows, reg["distance"], labels, strict=True)
@@ -182,6 +188,9 @@ def evaluate(
         [c.answer(h)[0] for c, h in zip(checks, reg["depth"], strict=True)], float
     )
     applied = np.array([c.applied for c in checks])
+    answers = np.array([c.label for c in checks])  # the service's type: see relabelled
+    relabelled = np.array([c.relabelled_from is not None for c in checks])
+    true_labels = np.asarray(ds.labels)[kept]
     truth = event_targets(ds)[kept]
     depth = truth[:, EVENT_TARGETS.index("depth")]
     out: dict[str, Any] = {
@@ -191,12 +200,16 @@ def evaluate(
         "traces": len(rows),
         "scored": len(kept),
         "true_classes": dict(Counter(str(x) for x in np.asarray(ds.labels)[kept])),
-        "class_shares": {c: round(float((labels == c).mean()), 3) for c in embedder.classes},
+        "class_shares": {c: round(float((answers == c).mean()), 3) for c in embedder.classes},
+        "model_class_shares": {c: round(float((labels == c).mean()), 3) for c in embedder.classes},
+        "relabelled": int(relabelled.sum()),
+        "relabelled_true_classes": dict(Counter(str(x) for x in true_labels[relabelled])),
         "mean_probabilities": {
             c: round(float(probs[:, j].mean()), 3) for j, c in enumerate(embedder.classes)
         },
         "travel_time_applied": int(applied.sum()),
         "travel_time_min_ratio": gate.min_ratio,
+        "travel_time_min_quake_depth_km": gate.min_quake_depth_km,
         "regression": {},
     }
     columns = {name: np.asarray(reg[name], float) for name in EVENT_TARGETS}
@@ -220,9 +233,15 @@ def _print(result: dict[str, Any]) -> None:
         f"**{result['bundle']} on {result['data']}** ({result['scored']}/{result['traces']} "
         f"traces scored; truth: {result['true_classes']})\n"
     )
-    print("| class | share of answers | mean probability |\n|---|---|---|")
+    print(
+        "| class | share of answers | share of the probabilities' types | mean probability |"
+        "\n|---|---|---|---|"
+    )
     for c, share in result["class_shares"].items():
-        print(f"| {c} | {share:.3f} | {result['mean_probabilities'][c]:.3f} |")
+        print(
+            f"| {c} | {share:.3f} | {result['model_class_shares'][c]:.3f} "
+            f"| {result['mean_probabilities'][c]:.3f} |"
+        )
     print("\n| target | subset | n | MAE | median |err| | bias | truth median | answer median |")
     print("|---|---|---|---|---|---|---|---|")
     for name, parts in result["regression"].items():
@@ -236,6 +255,11 @@ def _print(result: dict[str, Any]) -> None:
         f"\nThe S − P check (pick ratio ≥ {result['travel_time_min_ratio']:g}) replaced the "
         f"heads' depth on {result['travel_time_applied']} of {result['scored']} traces "
         "(`depth (answer)`)."
+    )
+    print(
+        f"It changed {result['relabelled']} explosion answers to earthquake (an S − P depth of "
+        f"{result['travel_time_min_quake_depth_km']:g} km or more); their true classes: "
+        f"{result['relabelled_true_classes'] or 'none'}."
     )
     if result["cannot_tell"]:
         print("\nWhat this set cannot tell:")
@@ -259,6 +283,12 @@ def main() -> None:
     e.add_argument(
         "--min-ratio", type=float, default=None, help="the S − P check's pick-ratio threshold"
     )
+    e.add_argument(
+        "--min-quake-depth",
+        type=float,
+        default=None,
+        help="the S − P depth (km) from which the check makes an explosion an earthquake",
+    )
     e.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args()
     if args.command == "assemble":
@@ -269,7 +299,9 @@ def main() -> None:
             f"{args.data} holds no set; run `python bench/event_real.py assemble` first"
         )
     classes = None if args.classes is None else tuple(args.classes.split(","))
-    result = evaluate(args.bundle, args.data, args.split, classes, args.min_ratio)
+    result = evaluate(
+        args.bundle, args.data, args.split, classes, args.min_ratio, args.min_quake_depth
+    )
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -247,6 +247,15 @@ def event_label(probabilities: dict[str, float]) -> str:
     return max(events, key=lambda c: events[c])
 
 
+def group_label(probabilities: dict[str, float], members: list[Detection]) -> str:
+    """An event's type: the combined probabilities' (:func:`event_label`), unless that is
+    the type the S − P check took away from one of its stations (an explosion whose S
+    says the source is too deep for one): then that station's new type."""
+    label = event_label(probabilities)
+    changed = [m.label for m in members if m.relabelled_from == label]
+    return changed[0] if changed else label
+
+
 def combine_estimates(members: list[Detection], name: str) -> Estimate | None:
     """A source parameter of an event from its stations: the median, and as spread the
     root of the mean squared station spread plus the variance between stations; its

@@ -654,6 +654,9 @@ class Detection:
         estimates: name → mean and spread of the heads' estimate over the class windows.
         peak_start: start of the window of highest event probability; peak_probability:
             that probability; peak_probabilities: its class probabilities.
+        relabelled_from: the label the probabilities give, where the S − P check changed
+            it (an explosion too deep to be one: :mod:`~seislens.data.event_travel_time`);
+            else None.
     """
 
     station: str
@@ -668,6 +671,7 @@ class Detection:
     peak_start: float
     peak_probability: float
     peak_probabilities: dict[str, float]
+    relabelled_from: str | None = None
 
     @property
     def reference_time(self) -> float:

@@ -348,6 +348,7 @@ def _classification(branch: LoadedBranch, s: StationOutcome) -> StationClassific
     )
     value, method = check.answer(depth.value)
     depth = depth.model_copy(update={"value": round(value, 3), "method": method})
+    label = check.label  # an explosion too deep to be one is an earthquake
     return StationClassification(
         station=s.window.station,
         channels=list(s.window.channels),
@@ -379,6 +380,7 @@ def travel_time_check(
         model_depth_km=round(model_depth_km, 3),
         applied=check.applied,
         reason=check.reason,
+        relabelled_from=check.relabelled_from,
     )
 
 

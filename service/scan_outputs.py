@@ -74,6 +74,7 @@ CSV_COLUMNS = (
     "p_explosion",
     "p_surface",
     "p_noise",
+    "label_changed_from",
     "distance_km",
     "distance_spread_km",
     "depth_km",
@@ -147,6 +148,7 @@ def detection_document(n: int, d: Detection, event: str | None) -> dict[str, Any
         "windows": d.windows,
         "class_windows": d.class_windows,
         "label": d.label,
+        "label_changed_from": d.relabelled_from,
         "probabilities": {c: round(p, 6) for c, p in d.probabilities.items()},
         "distance_km": _quantity(d.estimates.get("distance"), "distance"),
         "depth_km": _quantity(d.estimates.get("depth"), "depth"),
@@ -262,6 +264,7 @@ def detections_csv(document: dict[str, Any]) -> str:
                 d["class_windows"],
                 d["label"],
                 *[d["probabilities"][c] for c in classes],
+                d.get("label_changed_from") or "",
                 part("distance_km", "value"),
                 part("distance_km", "spread"),
                 part("depth_km", "value"),
@@ -318,6 +321,12 @@ def catalog(result: ScanResult, prefix: str = "smi:seislens/scan") -> Any:
             event.comments.append(
                 Comment(
                     text=f"{m.station}: {m.label}"
+                    + (
+                        f" (the probabilities' {m.relabelled_from}: the S − P time puts the "
+                        "source too deep for one)"
+                        if m.relabelled_from
+                        else ""
+                    )
                     + (f", distance {dist.value:.1f} ± {dist.spread:.1f} km" if dist else "")
                     + f", windows {iso(m.start)} – {iso(m.end)}"
                 )

@@ -32,7 +32,7 @@ from seislens.models.event_association import (
     associate,
     combine_estimates,
     combine_probabilities,
-    event_label,
+    group_label,
     locate,
 )
 from seislens.models.event_preprocess import STFT_HOP
@@ -372,14 +372,20 @@ def p_window(conditioned: np.ndarray, onset_s: float) -> tuple[np.ndarray, int]:
 def with_travel_time_depth(detection: Detection, window: np.ndarray, p_sample: int) -> Detection:
     """``detection`` with the S − P depth as its depth where the check applies
     (:func:`~seislens.data.event_travel_time.travel_time_depth`, on the heads' distance
-    and the detection's label); the spread stays the heads'."""
+    and the detection's label; the spread stays the heads'), and the check's label: an
+    explosion too deep to be one becomes an earthquake (``relabelled_from``)."""
     distance, depth = detection.estimates.get("distance"), detection.estimates.get("depth")
     if distance is None or depth is None:
         return detection
     check = travel_time_depth(window, p_sample, distance.value, detection.label)
     value, method = check.answer(depth.value)
     found = Estimate(value, depth.spread, method)
-    return replace(detection, estimates={**detection.estimates, "depth": found})
+    return replace(
+        detection,
+        label=check.label,
+        relabelled_from=check.relabelled_from,
+        estimates={**detection.estimates, "depth": found},
+    )
 
 
 def _spectra(
@@ -409,7 +415,7 @@ def group_events(
     events = []
     for members in associate(detections, positions, times, config):
         probs = combine_probabilities([m.probabilities for m in members])
-        label = event_label(probs)
+        label = group_label(probs, members)
         event = ScannedEvent(
             members=members,
             probabilities=probs,

@@ -328,7 +328,9 @@ class SPickInfo(BaseModel):
 class TravelTimeCheck(BaseModel):
     """The source depth the observed S − P time gives at the model's distance (1-D
     iasp91 table): the physics check of the model's depth, which replaces it where it
-    applies (an earthquake with a P pick, distance ≤ 250 km, pick ratio ≥ 30)."""
+    applies (an earthquake with a P pick, distance ≤ 250 km, pick ratio ≥ 30). An
+    explosion answer that passes the same gate with a depth of 60 km or more becomes an
+    earthquake (explosions are a few km deep at most)."""
 
     s_pick: SPickInfo | None = Field(description="the S pick (null: no room after the P)")
     depth_km: float | None = Field(
@@ -337,6 +339,12 @@ class TravelTimeCheck(BaseModel):
     model_depth_km: float = Field(description="the model's own depth, kept for comparison")
     applied: bool = Field(description="whether `depth_km` is the answer's depth")
     reason: str | None = Field(description="why it was not applied, when not")
+    relabelled_from: str | None = Field(
+        None,
+        description="the type the probabilities give ('explosion'), where this check changed "
+        "the answer's `label` to 'earthquake': an S that late puts the source too deep for "
+        "an explosion; null otherwise",
+    )
 
 
 class EventWindowInfo(BaseModel):
@@ -385,7 +393,10 @@ class StationClassification(StationEvents):
     """One station's event type, source parameters and similar events."""
 
     probabilities: dict[str, float] = Field(description="event type → probability (sum 1)")
-    label: str = Field(description="the most probable event type")
+    label: str = Field(
+        description="the most probable event type, unless the S − P check found the source "
+        "too deep for an explosion (`travel_time.relabelled_from`)"
+    )
     distance_km: Quantity = Field(description="epicentral distance inferred by the model")
     depth_km: Quantity = Field(description="source depth inferred by the model")
     magnitude: Quantity = Field(

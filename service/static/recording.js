@@ -102,13 +102,15 @@ function travelTimeNote(check) {
   const pick = `S pick ${check.s_pick.s_time} (S − P ${check.s_pick.s_minus_p_s.toFixed(1)} s, ratio ${check.s_pick.ratio.toFixed(0)})`;
   const depth = check.depth_km === null ? "no depth in 0–200 km" : `depth ${check.depth_km.toFixed(1)} km`;
   const model = `the model's ${check.model_depth_km.toFixed(1)} km`;
-  return check.applied ? `${pick}: ${depth}, replacing ${model}` : `${pick}: ${depth}; kept ${model} (${check.reason})`;
+  const relabel = check.relabelled_from ? `; too deep for an ${check.relabelled_from} (the probabilities' type), so the type is earthquake` : "";
+  return check.applied ? `${pick}: ${depth}, replacing ${model}${relabel}` : `${pick}: ${depth}; kept ${model} (${check.reason})`;
 }
 
 function stationCard(s, preview) {
   const w = s.window;
   const card = el("article", { class: "station" },
-    el("h3", { text: `${s.station}: ${s.label} (${(s.probabilities[s.label] * 100).toFixed(0)} %)` }),
+    el("h3", { text: `${s.station}: ${s.label} (${(s.probabilities[s.label] * 100).toFixed(0)} %` +
+      (s.travel_time && s.travel_time.relabelled_from ? `; ${s.travel_time.relabelled_from} by the probabilities` : "") + ")" }),
     el("p", { class: "muted", text: `channels ${s.channels.join(" ")}; window ${w.start} – ${w.end} (${w.rule}` +
       (w.p_time ? `, P ${w.p_time}` : "") + (w.padded_s ? `, ${w.padded_s} s padded` : "") + ")" }));
   if (preview) {

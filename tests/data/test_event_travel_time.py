@@ -77,7 +77,7 @@ def test_gate_applies_to_a_near_earthquake_with_a_clear_s():
     ("p_sample", "distance", "label", "s_amp", "reason"),
     [
         (None, 60.0, "earthquake", 20.0, "no P pick"),
-        (500, 60.0, "explosion", 20.0, "not earthquake"),
+        (500, 60.0, "surface", 20.0, "not earthquake"),
         (500, 400.0, "earthquake", 20.0, "past 250 km"),
         (500, 60.0, "earthquake", 0.3, "below 30"),
     ],
@@ -86,6 +86,23 @@ def test_gate_refuses_with_a_reason(p_sample, distance, label, s_amp, reason):
     check = travel_time_depth(window(5.0, 18.0, s_amp=s_amp), p_sample, distance, label)
     assert not check.applied and reason in (check.reason or "")
     assert check.answer(15.0) == (15.0, "heads")
+
+
+@pytest.mark.parametrize(("depth", "changed"), [(100.0, True), (30.0, False)])
+def test_an_explosion_too_deep_for_one_becomes_an_earthquake(depth, changed):
+    t = travel_time_table("iasp91")(60.0, depth)
+    x = window(5.0, 5.0 + t.s_time_s - t.p_time_s)
+    check = travel_time_depth(x, 500, 60.0, "explosion")
+    assert check.depth_km == pytest.approx(depth, abs=5.0)
+    assert check.applied is changed
+    if changed:  # 60 km and deeper: the S says the source is far below any blast
+        assert check.label == "earthquake" and check.relabelled_from == "explosion"
+        assert check.reason is None and check.answer(2.0) == (check.depth_km, "s_minus_p")
+    else:
+        assert check.label == "explosion" and check.relabelled_from is None
+        assert "shallower than 60 km" in check.reason and check.answer(2.0) == (2.0, "heads")
+    deeper = TravelTimeConfig(min_quake_depth_km=depth + 10.0)
+    assert not travel_time_depth(x, 500, 60.0, "explosion", deeper).applied
 
 
 def test_silent_horizontals_and_nan_inputs_give_no_depth():

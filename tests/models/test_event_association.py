@@ -18,6 +18,7 @@ from seislens.models.event_association import (
     combine_probabilities,
     epicentral_km,
     event_label,
+    group_label,
     locate,
 )
 from seislens.models.event_scan import Detection, Estimate
@@ -118,6 +119,17 @@ def test_combined_type_is_the_normalised_geometric_mean():
     assert event_label({"earthquake": 0.1, "explosion": 0.1, "surface": 0.2, "noise": 0.6}) == (
         "surface"
     )
+
+
+def test_an_explosion_found_too_deep_at_a_station_makes_the_event_an_earthquake():
+    blast = {"earthquake": 0.2, "explosion": 0.7, "surface": 0.05, "noise": 0.05}
+    a = det("XX.A", T0, "explosion", probabilities=blast)
+    b = det("XX.B", T0, "explosion", probabilities=blast)
+    assert group_label(blast, [a, b]) == "explosion"
+    deep = replace(b, label="earthquake", relabelled_from="explosion")
+    assert group_label(blast, [a, deep]) == "earthquake"
+    quake = {"earthquake": 0.7, "explosion": 0.2, "surface": 0.05, "noise": 0.05}
+    assert group_label(quake, [a, deep]) == "earthquake"  # nothing to change
 
 
 def test_combined_estimates_take_the_median_and_the_spread_between_stations():

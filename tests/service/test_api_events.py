@@ -115,6 +115,12 @@ def check_travel_time(station: dict) -> None:
         assert station["label"] == "earthquake" and station["distance_km"]["value"] <= 250
     else:
         assert depth["method"] == "heads" and depth["value"] == tt["model_depth_km"]
+    probable = max(station["probabilities"], key=station["probabilities"].get)
+    if tt["relabelled_from"] is not None:  # too deep for an explosion: an earthquake
+        assert tt["applied"] and tt["relabelled_from"] == probable == "explosion"
+        assert station["label"] == "earthquake" and tt["depth_km"] >= 60
+    else:
+        assert station["label"] == probable
     window = station["window"]
     if tt["s_pick"] is not None:
         s_time = UTCDateTime(tt["s_pick"]["s_time"])

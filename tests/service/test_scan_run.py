@@ -118,7 +118,43 @@ def test_s_minus_p_depth_replaces_the_heads_depth_of_a_near_earthquake():
     assert found.estimates["depth"].method == "s_minus_p"
     assert found.estimates["depth"].value == pytest.approx(100.0, abs=5.0)
     assert found.estimates["depth"].spread == 2.0 and found.estimates["distance"].value == 60.0
+    # an explosion answer with that S (100 km deep) is an earthquake with that depth
     blast = replace(quake, label="explosion")
-    assert with_travel_time_depth(blast, window, p) == blast
+    deep = with_travel_time_depth(blast, window, p)
+    assert deep.label == "earthquake" and deep.relabelled_from == "explosion"
+    assert deep.estimates["depth"] == found.estimates["depth"]
+    assert deep.probabilities == blast.probabilities  # the model's own stay
+    surface = replace(quake, label="surface")
+    assert with_travel_time_depth(surface, window, p) == surface
     quiet = rng.standard_normal((3, 6000))
     assert with_travel_time_depth(quake, quiet, 500) == quake
+
+
+def test_outputs_say_when_the_check_changed_a_detections_type():
+    from seislens.models.contract import EVENT_CLASSES
+    from seislens.models.event_scan import Detection, Estimate
+    from seislens.service.scan_outputs import detection_document, detections_csv
+
+    probs = {"earthquake": 0.2, "explosion": 0.7, "surface": 0.05, "noise": 0.05}
+    estimates = {"distance": Estimate(60.0, 5.0), "depth": Estimate(100.0, 2.0, "s_minus_p")}
+    deep = Detection(
+        "SY.S000", 0.0, 130.0, 70.0, 8, 3, probs, "earthquake", estimates, 10.0, 0.99, probs,
+        relabelled_from="explosion",
+    )  # fmt: skip
+    doc = detection_document(0, deep, "E0001")
+    assert doc["label"] == "earthquake" and doc["label_changed_from"] == "explosion"
+    plain = detection_document(1, replace_label(deep), None)
+    assert plain["label_changed_from"] is None
+    text = detections_csv({"classes": list(EVENT_CLASSES), "detections": [doc, plain]})
+    header, *rows = [r.split(",") for r in text.strip().splitlines()]
+    assert len(header) == len(rows[0]) == len(rows[1])
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["label"] == "earthquake" and row["label_changed_from"] == "explosion"
+    assert row["p_explosion"] == "0.7" and row["depth_method"] == "s_minus_p"
+    assert dict(zip(header, rows[1], strict=True))["label_changed_from"] == ""
+
+
+def replace_label(d):
+    from dataclasses import replace
+
+    return replace(d, label="explosion", relabelled_from=None)
