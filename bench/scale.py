@@ -148,8 +148,6 @@ def vectors_of(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def rebuild_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     library = make_library(args.bundle, work / "lib", args.models)
-    runs: dict[str, dict[str, float]] = {}
-    results = {}
     engines: list[tuple[str, int | None, set[int] | None]] = [
         ("local", None, None),
         ("local-1thread", None, {min(os.sched_getaffinity(0))}),
@@ -159,31 +157,47 @@ def rebuild_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         engines += [("ray-1", 1, None), ("ray-2", 2, None)]
         out["ray_data_warm_up_s"] = warm_ray_data()
     engines = [e for e in engines if e[0] in args.engines.split(",")]
-    for name, workers, cpus in engines:
-        copy = work / f"bundle-{name}"
-        shutil.copytree(args.bundle, copy)
-        runs[name] = timed_build(copy, library, args.part_size, workers, cpus)
-        results[name] = vectors_of(copy)
-        shutil.rmtree(copy)
-        print(f"{name}: {runs[name]}", file=sys.stderr)
-    ids0, scores0 = next(iter(results.values()))
-    equal = all(
-        np.array_equal(ids0, i) and np.allclose(scores0, s, atol=1e-5) for i, s in results.values()
-    )
-    seconds = {k: v["total_s"] for k, v in runs.items()}
+    rounds: list[dict[str, dict[str, float]]] = []
+    results = []
+    for r in range(args.rounds):  # each round starts one engine later: drift falls on all
+        turn = engines[r % len(engines) :] + engines[: r % len(engines)]
+        runs: dict[str, dict[str, float]] = {}
+        for name, workers, cpus in turn:
+            copy = work / f"bundle-{name}"
+            shutil.copytree(args.bundle, copy)
+            runs[name] = timed_build(copy, library, args.part_size, workers, cpus)
+            results.append(vectors_of(copy))
+            shutil.rmtree(copy)
+            print(f"round {r + 1} {name}: {runs[name]}", file=sys.stderr)
+        rounds.append({name: runs[name] for name, *_ in engines})
+    ids0, scores0 = results[0]
+    equal = all(np.array_equal(ids0, i) and np.allclose(scores0, s, atol=1e-5) for i, s in results)
+    phases = {
+        name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
+        for name in rounds[0]
+    }
+    seconds = {k: v["total_s"] for k, v in phases.items()}
     out |= {
+        "rounds": rounds,
         "seconds": seconds,
-        "phases": runs,
+        "phases": phases,
         "models_per_s": {k: args.models / v for k, v in seconds.items()},
         "same_index": bool(equal),
     }
-    embed = {k: v["embed_s"] for k, v in runs.items()}
-    if {"ray-1", "ray-2"} <= set(runs):
-        out["speedup_2_over_1"] = seconds["ray-1"] / seconds["ray-2"]
-        out["embed_speedup_2_over_1"] = embed["ray-1"] / embed["ray-2"]
-    for local in ("local", "local-1thread") if "ray-1" in runs else ():
-        if local in runs:
-            out[f"overhead_1_over_{local}"] = seconds["ray-1"] / seconds[local] - 1
+    ratios: dict[str, list[float]] = {}
+    if {"ray-1", "ray-2"} <= set(seconds):
+        ratios["speedup_2_over_1"] = [r["ray-1"]["total_s"] / r["ray-2"]["total_s"] for r in rounds]
+        ratios["embed_speedup_2_over_1"] = [
+            r["ray-1"]["embed_s"] / r["ray-2"]["embed_s"] for r in rounds
+        ]
+    for local in ("local", "local-1thread") if "ray-1" in seconds else ():
+        if local in seconds:
+            ratios[f"overhead_1_over_{local}"] = [
+                r["ray-1"]["total_s"] / r[local]["total_s"] - 1 for r in rounds
+            ]
+    for key, values in ratios.items():  # the median round's figure, and every round's
+        out[key] = statistics.median(values)
+        out[f"{key}_per_round"] = values
     return out
 
 
@@ -347,6 +361,9 @@ def main() -> None:
     p.add_argument("--bundle", type=Path, default=Path("artifacts/default"))
     p.add_argument("--models", type=int, default=4000, help="library size of the rebuild")
     p.add_argument("--part-size", type=int, default=250, help="models per resumable part")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="rebuild rounds (the engines take turns; medians)"
+    )
     p.add_argument("--vectors", type=int, default=100_000, help="vectors of the search bench")
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--queries", type=int, default=500)
@@ -401,14 +418,22 @@ def main() -> None:
                 f"| {f['embed_s']:.1f} | {f['first_part_s']:.1f} | {f['last_part_s']:.1f} "
                 f"| {f['rest_s']:.1f} |"
             )
+        if len(r["rounds"]) > 1:
+            print(f"\n(medians over {len(r['rounds'])} rounds; each round's figure after it)")
         if "speedup_2_over_1" in r:
+            rounds = ", ".join(f"{x:.2f}x" for x in r["speedup_2_over_1_per_round"])
             print(
                 f"\n2 actors over 1: {r['speedup_2_over_1']:.2f}x (embedding alone "
-                f"{r['embed_speedup_2_over_1']:.2f}x)"
+                f"{r['embed_speedup_2_over_1']:.2f}x; rounds {rounds})"
             )
         for local in ("local", "local-1thread"):
             if f"overhead_1_over_{local}" in r:
-                print(f"1 actor over {local}: {100 * r[f'overhead_1_over_{local}']:+.0f} %")
+                per = r[f"overhead_1_over_{local}_per_round"]
+                rounds = ", ".join(f"{100 * x:+.0f} %" for x in per)
+                print(
+                    f"1 actor over {local}: {100 * r[f'overhead_1_over_{local}']:+.0f} % "
+                    f"(rounds {rounds})"
+                )
         if "ray_data_warm_up_s" in r:
             print(f"Ray Data warm-up {r['ray_data_warm_up_s']:.1f} s (untimed)")
         print(f"same index: {r['same_index']}\n")
