@@ -66,8 +66,10 @@ class ScanStatusResponse(BaseModel):
     result: dict[str, Any] | None = Field(
         None,
         description="when done: the whole result (result.json): stations, skipped, "
-        "detections (start, end, onset, station, label, probabilities, distance_km / "
-        "depth_km / magnitude with value, spread and unit, peak window), events (label, "
+        "detections (start, end, onset, station, label, label_changed_from (the "
+        "probabilities' type where the S − P check changed it), probabilities, distance_km "
+        "/ depth_km / magnitude with value, spread, unit and method, peak window), events "
+        "(label, "
         "combined probabilities, agreement, stations, location with misfit), "
         "probability_channels, settings, seconds",
     )
