@@ -112,16 +112,15 @@ def _largest_move(x: np.ndarray, z: np.ndarray) -> int:
     Consecutive depth changes of one sign form a move; a lone one-cell change is the
     staircase of a gently curved interface and does not count.
     """
-    dz = np.diff(z.astype(np.int64))
     best, run, length = 0, 0, 0
-    for step in dz:
-        if step != 0 and (run == 0 or np.sign(step) == np.sign(run)):
-            run += int(step)
+    for step in np.diff(z.astype(np.int64)).tolist():  # Python ints: a fast loop
+        if step != 0 and (run == 0 or (step > 0) == (run > 0)):
+            run += step
             length += 1
         else:
             if length >= 2 or abs(run) >= 2:
                 best = max(best, abs(run))
-            run, length = int(step), int(step != 0)
+            run, length = step, int(step != 0)
     if length >= 2 or abs(run) >= 2:
         best = max(best, abs(run))
     return best

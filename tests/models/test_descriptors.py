@@ -78,3 +78,21 @@ def test_relative_error_uses_floors_for_zero_truth():
     err = relative_errors(p, t)
     assert err[0, -1] == pytest.approx(0.5)
     assert np.allclose(err[0, :-1], 0)
+
+
+@pytest.mark.parametrize(
+    ("depths", "move"),
+    [
+        ([30, 30, 30, 30], 0),  # flat
+        ([30, 31, 31, 32, 32, 33], 0),  # lone one-cell steps: a gently curved interface
+        ([30, 31, 32, 33, 33], 3),  # a ramp of one-cell steps: a dipping fault
+        ([30, 30, 34, 34], 4),  # one jump of four cells: a steep fault
+        ([30, 33, 31, 31], 3),  # down three, then up two: the larger move counts
+        ([30, 29, 28, 30, 35], 7),  # up two, then down seven in two steps
+    ],
+)
+def test_interface_moves_by_hand(depths, move):
+    from seislens.models.descriptors import _largest_move
+
+    z = np.asarray(depths)
+    assert _largest_move(np.arange(z.size), z) == move
