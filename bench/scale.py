@@ -16,7 +16,9 @@ each; a tiny Ray Data job first, untimed, so its one-time start-up is not in ``r
 Printed per engine: seconds, models/s, and where they went (the embedding call, when its
 first and last part file was written, the rest: discovery, assembly, index, switch); the
 speed-up of 2 actors over 1 and the overhead of 1 actor over each local build; the
-indexes are checked equal.
+indexes are checked equal. With ``--rounds N`` the engines take N turns, each round
+starting one engine later (a drift of a shared machine falls on all of them): the
+figures are medians, and every round's ratios are printed beside them.
 
 Search: ``--vectors`` unit vectors (random; exact search does not care what they are)
 in one exact index, the same split into ``--shards`` shards searched in this process,
